@@ -1,0 +1,88 @@
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from textclf.bundle import load_bundle, save_bundle
+from textclf.errors import BundleError
+from textclf.inference import Predictor
+from textclf.models import create_model
+from textclf.tokenizer import TokenizerConfig
+from textclf.vocab import Vocab
+
+TEXTS = ["A great and moving film.", "Dull, boring, awful.", "", "the plot " * 400]
+
+
+def _bundle(tmp_path, arch="cnn"):
+    torch.manual_seed(0)
+    vocab = Vocab(["<pad>", "<unk>", "a", "great", "film", "dull", "boring", "the", "plot", "."])
+    model = create_model(arch, vocab_size=len(vocab), num_classes=3).eval()
+    directory = save_bundle(tmp_path / "bundle", model, arch, vocab, ["x", "y", "z"], TokenizerConfig(), 64,
+                            {"metrics": {"validation": {"accuracy": 0.5}}})
+    return directory, model, vocab
+
+
+@pytest.mark.parametrize("arch", ["bilstm", "cnn", "bow", "mlp"])
+def test_round_trip_gives_identical_predictions(tmp_path, arch):
+    directory, model, vocab = _bundle(tmp_path, arch)
+    ids = torch.tensor([[3, 4, 9, 0], [5, 6, 2, 8]])
+    lengths = torch.tensor([3, 4])
+    with torch.no_grad():
+        before = model(ids, lengths)
+    bundle = load_bundle(directory)
+    with torch.no_grad():
+        after = bundle.model(ids, lengths)
+    assert torch.equal(before, after)
+    assert bundle.labels == ["x", "y", "z"] and bundle.vocab.itos == vocab.itos and bundle.max_tokens == 64
+    assert bundle.info["metrics"]["validation"]["accuracy"] == 0.5
+
+
+def test_bundle_holds_weights_and_metadata_only(tmp_path):
+    directory, _, _ = _bundle(tmp_path)
+    assert sorted(p.name for p in directory.iterdir()) == ["model.json", "model.safetensors"]
+    meta = json.loads((directory / "model.json").read_text())
+    assert {"arch", "model_config", "vocab", "labels", "tokenizer", "max_tokens", "versions",
+            "weights_sha256"} <= set(meta)
+
+
+def test_predictor_matches_one_at_a_time_predictions(tmp_path):
+    directory, _, _ = _bundle(tmp_path, "bilstm")
+    predictor = Predictor(str(directory), device="cpu")
+    together = predictor.predict_proba(TEXTS)
+    alone = np.concatenate([predictor.predict_proba([t]) for t in TEXTS])
+    np.testing.assert_allclose(together, alone, atol=1e-5)
+    np.testing.assert_allclose(together.sum(axis=1), 1.0, atol=1e-5)
+
+
+def _corrupt(directory, how):
+    weights = directory / "model.safetensors"
+    if how == "missing_json":
+        (directory / "model.json").unlink()
+    elif how == "bad_json":
+        (directory / "model.json").write_text("{not json")
+    elif how == "truncated_weights":
+        weights.write_bytes(weights.read_bytes()[:100])
+    elif how == "flipped_byte":
+        data = bytearray(weights.read_bytes())
+        data[-1] ^= 0xFF
+        weights.write_bytes(bytes(data))
+    elif how == "not_a_bundle":
+        meta = json.loads((directory / "model.json").read_text())
+        meta["format"] = "something-else"
+        (directory / "model.json").write_text(json.dumps(meta))
+
+
+@pytest.mark.parametrize("how", ["missing_json", "bad_json", "truncated_weights", "flipped_byte", "not_a_bundle"])
+def test_corrupt_bundles_are_refused_with_a_bundle_error(tmp_path, how):
+    directory, _, _ = _bundle(tmp_path)
+    _corrupt(directory, how)
+    with pytest.raises(BundleError):
+        load_bundle(directory)
+
+
+def test_a_folder_that_is_not_a_bundle(tmp_path):
+    with pytest.raises(BundleError, match="not a model bundle"):
+        load_bundle(tmp_path)
+    with pytest.raises(BundleError, match="no such folder"):
+        load_bundle(tmp_path / "nope")

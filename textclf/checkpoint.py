@@ -1,0 +1,69 @@
+"""Training state in a checkpoint folder, without pickle: tensors in safetensors, the rest in JSON.
+
+Files: `model.safetensors` (current weights), `best.safetensors` (best epoch's weights),
+`optimizer.safetensors` + `state.json` (optimizer scalars, epoch, history, early-stopping counters).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from textclf.errors import BundleError
+
+STATE = "state.json"
+
+
+def _cpu(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    return {k: v.detach().to("cpu").contiguous() for k, v in state.items()}
+
+
+def save_training_state(directory: Path, model_state: dict, best_state: dict,
+                        optimizer: torch.optim.Optimizer, state: dict[str, Any]) -> None:
+    from safetensors.torch import save_file
+
+    save_file(_cpu(model_state), str(directory / "model.safetensors"))
+    save_file(_cpu(best_state), str(directory / "best.safetensors"))
+    tensors, scalars = _split_optimizer_state(optimizer.state_dict())
+    save_file(_cpu(tensors), str(directory / "optimizer.safetensors"))
+    (directory / STATE).write_text(json.dumps({**state, "optimizer": scalars}))
+
+
+def load_training_state(directory: Path) -> tuple[dict, dict, dict, dict[str, Any]]:
+    """(model_state, best_state, optimizer_state_dict, state) from a checkpoint folder."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    try:
+        state = json.loads((directory / STATE).read_text())
+        model_state = load_file(str(directory / "model.safetensors"))
+        best_state = load_file(str(directory / "best.safetensors"))
+        tensors = load_file(str(directory / "optimizer.safetensors"))
+    except (OSError, json.JSONDecodeError, SafetensorError) as e:
+        raise BundleError(f"checkpoint {directory} is unreadable: {str(e).splitlines()[0]}") from None
+    optimizer_state = _join_optimizer_state(tensors, state.pop("optimizer"))
+    return model_state, best_state, optimizer_state, state
+
+
+def _split_optimizer_state(sd: dict) -> tuple[dict[str, torch.Tensor], dict]:
+    tensors, per_param = {}, {}
+    for index, entries in sd["state"].items():
+        for name, value in entries.items():
+            if torch.is_tensor(value):
+                tensors[f"{index}.{name}"] = value
+            else:
+                per_param.setdefault(str(index), {})[name] = value
+    return tensors, {"param_groups": sd["param_groups"], "per_param": per_param}
+
+
+def _join_optimizer_state(tensors: dict[str, torch.Tensor], scalars: dict) -> dict:
+    state: dict[int, dict] = {}
+    for key, value in tensors.items():
+        index, name = key.split(".", 1)
+        state.setdefault(int(index), {})[name] = value
+    for index, entries in scalars["per_param"].items():
+        state.setdefault(int(index), {}).update(entries)
+    return {"state": state, "param_groups": scalars["param_groups"]}

@@ -1,0 +1,163 @@
+"""The `textclf` command line: a thin click group; library errors become exit codes here."""
+
+from __future__ import annotations
+
+import click
+
+from textclf.errors import TextclfError
+
+
+class _ExitCodeError(click.ClickException):
+    """A library error shown as one line, keeping its exit code (2 bad input, 3 partial)."""
+
+    def __init__(self, message: str, exit_code: int) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code
+
+
+class _Group(click.Group):
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except TextclfError as e:
+            raise _ExitCodeError(str(e), e.exit_code) from None
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="textclf")
+def cli() -> None:
+    """Train text classifiers with Ray Train and label Parquet corpora with Ray Data."""
+
+
+@cli.command()
+@click.option("--train", "train_path", required=True, help="Training Parquet file or folder (columns text, label).")
+@click.option("--validation", "validation_path", help="Validation Parquet; default: 10% held out of --train.")
+@click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False), help="Bundle folder to write.")
+@click.option("--config", "config_path", type=click.Path(), help="YAML file of training options (flags win).")
+@click.option("--arch", type=str, help="Architecture: bilstm, cnn, bow or mlp.")
+@click.option("--epochs", type=int, help="Maximum epochs (default 10).")
+@click.option("--workers", type=int, help="Ray Train DDP workers (default 1).")
+@click.option("--use-gpu/--no-gpu", default=None, help="One GPU per worker, NCCL, bf16 autocast.")
+@click.option("--batch-tokens", type=int, help="Padded tokens per batch (default 2048).")
+@click.option("--max-tokens", type=int, help="Tokens kept per text (default 256).")
+@click.option("--lr", type=float, help="Adam learning rate (default 1e-3).")
+@click.option("--seed", type=int, help="Random seed (default 0).")
+@click.option("--patience", type=int, help="Epochs without validation gain before stopping (default 3).")
+@click.option("--embeddings", type=click.Path(), help="Pretrained vectors, GloVe or word2vec text (.gz ok).")
+@click.option("--freeze-embeddings/--tune-embeddings", default=None, help="Keep pretrained vectors fixed.")
+@click.option("--class-weights", type=click.Choice(["none", "balanced"]), help="Weight the loss by class.")
+@click.option("--max-failures", type=int, help="Worker failures to recover from via checkpoints (default 0).")
+@click.option("--text-column", type=str, help="Text column (default text).")
+@click.option("--label-column", type=str, help="Label column (default label).")
+@click.option("--resume", is_flag=True, help="Continue the stopped run from its last checkpoint.")
+@click.option("--address", envvar="RAY_ADDRESS", help="Existing Ray cluster; default: local Ray in-process.")
+@click.option("--storage", help="Checkpoint storage all nodes reach (default: OUT.checkpoints beside OUT).")
+def train(train_path, validation_path, out_dir, config_path, resume, address, storage, **options) -> None:
+    """Train a classifier with Ray Train and write a model bundle.
+
+    \b
+    Example:
+      textclf train --train data/rt/train --validation data/rt/validation --out models/rt --workers 2
+    """
+    from textclf.config import load_train_config
+    from textclf.train import train as run_training
+
+    config = load_train_config(config_path, options)
+    summary = run_training(config, train_path, validation_path, out_dir, resume=resume, address=address,
+                           storage=storage)
+    click.echo(f"best epoch {summary['best_epoch']} of {summary['epochs_run']}: validation accuracy "
+               f"{summary['val_accuracy']:.4f}, macro-F1 {summary['val_macro_f1']:.4f}, "
+               f"padding efficiency {summary['padding_efficiency']:.3f}, {summary['training_time_s']:.1f} s")
+    click.echo(f"bundle: {summary['bundle']}  (report: {summary['bundle']}/report, "
+               f"checkpoints: {summary['checkpoints']})")
+
+
+@cli.command()
+@click.argument("model_dir", type=click.Path())
+@click.argument("data", type=click.Path())
+@click.option("--text-column", default="text", show_default=True)
+@click.option("--label-column", default="label", show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of tables.")
+def evaluate(model_dir, data, text_column, label_column, as_json) -> None:
+    """Score a bundle on labeled Parquet data.
+
+    \b
+    Example:
+      textclf evaluate models/rt data/rt/test --json
+    """
+    import json
+
+    from textclf.evaluate import evaluate as run_evaluation
+    from textclf.metrics import format_metrics
+
+    metrics = run_evaluation(model_dir, data, text_column, label_column)
+    click.echo(json.dumps(metrics) if as_json else format_metrics(metrics))
+
+
+@cli.command()
+@click.argument("model_dir", type=click.Path())
+@click.argument("texts", nargs=-1)
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per line (label, confidence, probs).")
+def predict(model_dir, texts, as_json) -> None:
+    """Label texts given as arguments, or one per line on stdin.
+
+    \b
+    Example:
+      textclf predict models/rt "a gorgeous, witty film" "two hours I will never get back"
+    """
+    import json
+    import sys
+
+    from textclf.inference import Predictor
+
+    predictor = Predictor(model_dir)
+    texts = list(texts) or [line.rstrip("\n") for line in sys.stdin]
+    probs = predictor.predict_proba(texts)
+    for text, row in zip(texts, probs):
+        best = int(row.argmax())
+        label, confidence = predictor.labels[best], float(row[best])
+        if as_json:
+            click.echo(json.dumps({"text": text, "label": label, "confidence": confidence,
+                                   "probs": dict(zip(predictor.labels, map(float, row)))}))
+        else:
+            click.echo(f"{label}\t{confidence:.4f}\t{text}")
+
+
+@cli.command()
+@click.argument("source")
+@click.argument("out", type=click.Path(file_okay=False))
+@click.option("--text-column", default="text", show_default=True, help="Column holding the text.")
+@click.option("--label-column", default="label", show_default=True, help="Column holding the label.")
+@click.option("--id-column", help="Column of unique row ids; default: ids derived from the source rows.")
+@click.option("--split", "split_text", default="0.8,0.1,0.1", show_default=True,
+              help="Train,validation,test fractions for sources without their own splits.")
+@click.option("--seed", default=0, show_default=True, type=int, help="Seed of the stratified split.")
+@click.option("--overwrite", is_flag=True, help="Replace OUT if it exists and is not empty.")
+def prepare(source, out, text_column, label_column, id_column, split_text, seed, overwrite) -> None:
+    """Split a dataset or files into train/validation/test Parquet.
+
+    SOURCE is `rotten-tomatoes` (built-in offline corpus), a CSV/TSV/JSON/JSONL/Parquet/TXT file,
+    a folder or glob of them, or a Hugging Face dataset name.
+
+    \b
+    Example:
+      textclf prepare rotten-tomatoes data/rt
+      textclf prepare reviews.csv data/reviews --text-column body --label-column stars
+    """
+    from textclf.datasets import DataConfig, parse_split
+    from textclf.datasets import prepare as run_prepare
+
+    config = DataConfig(text_column=text_column, label_column=label_column, id_column=id_column,
+                        split=parse_split(split_text), seed=seed)
+    summary = run_prepare(source, out, config, overwrite=overwrite)
+    rows = ", ".join(f"{name} {n:,}" for name, n in summary["rows"].items())
+    labels = ", ".join(f"{label} {n:,}" for label, n in summary["labels"].items())
+    click.echo(f"wrote {summary['out']}: {rows} rows (ids {summary['ids']})")
+    click.echo(f"labels: {labels}")
+    click.echo(f"dropped {summary['dropped']:,} rows with empty text or label")
+
+
+main = cli
+
+if __name__ == "__main__":
+    cli()

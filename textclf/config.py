@@ -1,0 +1,91 @@
+"""Training configuration: one frozen dataclass, built from CLI flags and/or a YAML file."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from textclf.errors import ConfigError
+
+DEFAULT_ARCH = "cnn"
+CLASS_WEIGHTS = ("none", "balanced")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    arch: str = DEFAULT_ARCH
+    model: dict = field(default_factory=dict)  # architecture hyper-parameters overriding its defaults
+    epochs: int = 10
+    workers: int = 1
+    use_gpu: bool = False
+    batch_tokens: int = 2048
+    max_batch_rows: int = 128
+    max_tokens: int = 256
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+    clip_norm: float = 5.0
+    seed: int = 0
+    patience: int = 3
+    min_freq: int = 2
+    max_vocab: int = 25_000
+    lang: str = "en"
+    lowercase: bool = True
+    text_column: str = "text"
+    label_column: str = "label"
+    embeddings: str | None = None
+    freeze_embeddings: bool = False
+    class_weights: str = "none"
+    max_failures: int = 0
+
+    def __post_init__(self) -> None:
+        from textclf.models import model_names
+
+        if self.arch not in model_names():
+            raise ConfigError(f"unknown architecture {self.arch!r}; choose one of {', '.join(model_names())}")
+        positive = ("epochs", "workers", "batch_tokens", "max_batch_rows", "max_tokens", "min_freq", "max_vocab")
+        for name in positive:
+            if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
+                raise ConfigError(f"{name} must be a positive integer, got {getattr(self, name)!r}")
+        if not self.lr > 0:
+            raise ConfigError(f"lr must be > 0, got {self.lr}")
+        if self.weight_decay < 0 or self.clip_norm < 0 or self.patience < 0 or self.max_failures < 0:
+            raise ConfigError("weight_decay, clip_norm, patience and max_failures must be >= 0")
+        if self.class_weights not in CLASS_WEIGHTS:
+            raise ConfigError(f"class_weights must be one of {', '.join(CLASS_WEIGHTS)}, got {self.class_weights!r}")
+        if not isinstance(self.model, dict):
+            raise ConfigError("model must be a mapping of architecture hyper-parameters")
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def load_train_config(yaml_path: str | Path | None, overrides: dict[str, Any]) -> TrainConfig:
+    """YAML values first, then flags the user actually gave (None means 'not given')."""
+    values: dict[str, Any] = {}
+    if yaml_path is not None:
+        values.update(_read_yaml(Path(yaml_path)))
+    values.update({k: v for k, v in overrides.items() if v is not None})
+    known = {f.name for f in dataclasses.fields(TrainConfig)}
+    unknown = sorted(set(values) - known)
+    if unknown:
+        raise ConfigError(f"unknown training option(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
+    try:
+        return TrainConfig(**values)
+    except TypeError as e:
+        raise ConfigError(f"invalid training configuration: {e}") from None
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
+    import yaml
+
+    if not path.is_file():
+        raise ConfigError(f"config file {path} does not exist")
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as e:
+        raise ConfigError(f"config file {path} is not valid YAML: {str(e).splitlines()[0]}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"config file {path} must hold a mapping of option: value")
+    return {k.replace("-", "_"): v for k, v in data.items()}

@@ -1,0 +1,60 @@
+"""Batched prediction with a loaded bundle: tokenize, encode, bucket, pad, run, restore order.
+
+Shared by `evaluate`, `predict` and the labeling actors, so a text gets the same label and
+confidence whichever path scores it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Sequence
+
+import numpy as np
+import torch
+
+from textclf.batching import BatchingConfig, PaddingStats, bucket_batches, pad_batch
+from textclf.bundle import Bundle, load_bundle
+from textclf.tokenizer import Tokenizer
+
+INFERENCE_BATCHING = BatchingConfig(batch_tokens=16_384, max_rows=512, window_rows=16_384)
+
+
+class Predictor:
+    """Loads a bundle once; `predict_proba(texts)` returns class probabilities in input order."""
+
+    def __init__(self, bundle: Bundle | str, device: str | None = None,
+                 batching: BatchingConfig = INFERENCE_BATCHING) -> None:
+        self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        self.bundle = bundle if isinstance(bundle, Bundle) else load_bundle(bundle, self.device)
+        self.bundle.model.to(self.device).eval()
+        self.tokenizer = Tokenizer(self.bundle.tokenizer)
+        self.batching = batching
+        self.padding = PaddingStats()
+
+    @property
+    def labels(self) -> list[str]:
+        return self.bundle.labels
+
+    def encode(self, texts: Sequence[str]) -> list[np.ndarray]:
+        tokens = self.tokenizer.tokenize_batch(texts)
+        return self.bundle.vocab.encode_batch(tokens, self.bundle.max_tokens)
+
+    def predict_proba(self, texts: Sequence[str]) -> np.ndarray:
+        return self.predict_encoded(self.encode(texts))
+
+    def predict_encoded(self, sequences: Sequence[np.ndarray]) -> np.ndarray:
+        """[rows, classes] float32 probabilities for int32 id arrays, in the given order."""
+        probs = np.zeros((len(sequences), len(self.labels)), dtype=np.float32)
+        lengths = [len(s) for s in sequences]
+        for positions in bucket_batches(lengths, self.batching):
+            ids, lens = pad_batch([sequences[i] for i in positions])
+            self.padding.add(lens)
+            probs[positions] = self._forward(ids, lens)
+        return probs
+
+    def _forward(self, ids: np.ndarray, lengths: np.ndarray) -> np.ndarray:
+        on_gpu = self.device.type == "cuda"
+        autocast = torch.autocast("cuda", dtype=torch.bfloat16) if on_gpu else contextlib.nullcontext()
+        with torch.inference_mode(), autocast:
+            logits = self.bundle.model(torch.from_numpy(ids).to(self.device), torch.from_numpy(lengths).to(self.device))
+        return torch.softmax(logits.float(), dim=-1).cpu().numpy()

@@ -1,0 +1,81 @@
+"""fastText-style classifier: the mean of word and hashed-bigram vectors, then a linear layer.
+
+Words and bigrams live in two tables so that pretrained word vectors can be frozen while the
+bigram vectors still learn. Bigram ids are hashed from adjacent word ids with tensor ops
+inside ``forward``, so no preprocessing or vocabulary of bigrams is needed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from textclf.models.registry import (
+    TextClassifier,
+    check_int,
+    check_probability,
+    mask_padding,
+    register_model,
+)
+
+_HASH_MULTIPLIER = 116_049_371  # fastText's bigram hash multiplier
+
+
+@dataclass(frozen=True)
+class BoWConfig:
+    vocab_size: int
+    num_classes: int
+    embedding_dim: int = 64
+    num_buckets: int = 200_000  # 0 disables bigrams
+    dropout: float = 0.0
+
+    def __post_init__(self):
+        check_int(self, "vocab_size", 2)
+        check_int(self, "num_classes", 2)
+        check_int(self, "embedding_dim")
+        check_int(self, "num_buckets", 0)
+        check_probability(self, "dropout")
+
+
+@register_model("bow", BoWConfig)
+class FastText(TextClassifier):
+    def __init__(self, config: BoWConfig):
+        super().__init__()
+        self.config = config
+        dim = config.embedding_dim
+        self.embedding = nn.EmbeddingBag(config.vocab_size, dim, mode="sum", padding_idx=0)
+        # Row 0 of the bigram table is padding too: invalid pairs hash to it and drop out.
+        self.bigram_embedding = (
+            nn.EmbeddingBag(config.num_buckets + 1, dim, mode="sum", padding_idx=0)
+            if config.num_buckets
+            else None
+        )
+        self.dropout = nn.Dropout(config.dropout)
+        self.fc = nn.Linear(dim, config.num_classes)
+        # fastText's initialisation: input vectors U(-1/dim, 1/dim), output layer zero.
+        for table in (self.embedding, self.bigram_embedding):
+            if table is not None:
+                nn.init.uniform_(table.weight, -1.0 / dim, 1.0 / dim)
+                with torch.no_grad():
+                    table.weight[0].zero_()
+        nn.init.zeros_(self.fc.weight)
+        nn.init.zeros_(self.fc.bias)
+
+    def bigram_ids(self, ids: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+        """[B, T-1] bucket ids in 1..num_buckets for pairs inside the row, 0 elsewhere."""
+        pairs = ids[:, :-1] * _HASH_MULTIPLIER + ids[:, 1:]
+        buckets = pairs % self.config.num_buckets + 1
+        return buckets.masked_fill(~valid[:, 1:], 0)
+
+    def forward(self, ids: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        ids, valid = mask_padding(ids, lengths)
+        total = self.embedding(ids)
+        count = (ids != 0).sum(dim=1)
+        if self.bigram_embedding is not None and ids.size(1) > 1:
+            bigrams = self.bigram_ids(ids, valid)
+            total = total + self.bigram_embedding(bigrams)
+            count = count + (bigrams != 0).sum(dim=1)
+        mean = total / count.clamp(min=1).unsqueeze(1).to(total.dtype)
+        return self.fc(self.dropout(mean))

@@ -1,0 +1,66 @@
+"""Progress for long work: a bar in a terminal, one-line JSON every few seconds otherwise (job logs)."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from typing import Any
+
+
+def is_interactive() -> bool:
+    return sys.stderr.isatty()
+
+
+class Progress:
+    """`update(n, **fields)` adds n units of work; fields (loss, padding efficiency, ...) ride along.
+
+    in_ray_worker: draw the bar with Ray's tqdm, which renders on the driver's terminal.
+    """
+
+    def __init__(self, task: str, total: int | None, unit: str = "rows", interactive: bool | None = None,
+                 interval_s: float = 10.0, in_ray_worker: bool = False) -> None:
+        self.task, self.total, self.unit = task, total, unit
+        self.interactive = is_interactive() if interactive is None else interactive
+        self.interval_s = interval_s
+        self.done = 0
+        self.fields: dict[str, Any] = {}
+        self.started = self._last_emit = time.monotonic()
+        self._bar = None
+        if self.interactive:
+            if in_ray_worker:
+                from ray.experimental.tqdm_ray import tqdm
+            else:
+                from tqdm import tqdm
+            self._bar = tqdm(total=total, desc=task, unit=unit)
+
+    def update(self, n: int, **fields: Any) -> None:
+        self.done += n
+        self.fields.update(fields)
+        if self._bar is not None:
+            self._bar.update(n)
+            if fields:
+                self._bar.set_postfix({k: _short(v) for k, v in self.fields.items()}, refresh=False)
+        elif time.monotonic() - self._last_emit >= self.interval_s:
+            self.emit()
+
+    def emit(self, event: str = "progress") -> None:
+        self._last_emit = now = time.monotonic()
+        elapsed = now - self.started
+        rate = self.done / elapsed if elapsed > 0 else 0.0
+        record = {"event": event, "task": self.task, "done": self.done, "total": self.total,
+                  f"{self.unit}_per_s": round(rate, 1), "elapsed_s": round(elapsed, 1)}
+        if self.total and rate > 0:
+            record["eta_s"] = round(max(self.total - self.done, 0) / rate, 1)
+        record.update({k: _short(v) for k, v in self.fields.items()})
+        print(json.dumps(record), file=sys.stderr, flush=True)
+
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar.close()
+        else:
+            self.emit("done")
+
+
+def _short(value: Any) -> Any:
+    return round(value, 4) if isinstance(value, float) else value

@@ -1,0 +1,164 @@
+"""`textclf train`: Ray Train DDP over CPU or GPU workers, ending in a model bundle with a report."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import shutil
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from textclf.bundle import save_bundle
+from textclf.config import TrainConfig
+from textclf.errors import ConfigError, TextclfError
+from textclf.metrics import metrics_from_confusion
+from textclf.models import create_model
+from textclf.progress import is_interactive
+from textclf.raysession import ray_session
+from textclf.tokenizer import TokenizerConfig
+
+RUN_NAME = "train"
+
+
+def default_storage(out_dir: Path) -> Path:
+    """Checkpoints live beside the bundle, not inside it, so the bundle stays small to copy."""
+    return out_dir.with_name(out_dir.name + ".checkpoints")
+
+
+def train(config: TrainConfig, train_path: str, validation_path: str | None, out_dir: str | Path,
+          resume: bool = False, address: str | None = None, storage: str | None = None) -> dict:
+    """Train, then write the best epoch's bundle to `out_dir`; returns a summary dict."""
+    out_dir = Path(out_dir).resolve()
+    storage_path = storage or str(default_storage(out_dir))
+    run_dir = Path(storage_path) / RUN_NAME
+    if "://" not in storage_path:
+        if resume and not run_dir.is_dir():
+            raise ConfigError(f"--resume: no checkpoints to resume from under {run_dir}")
+        if not resume and run_dir.exists():
+            shutil.rmtree(run_dir)  # a fresh run must not pick up an old run's checkpoints
+    started = time.monotonic()
+    local_cpus = os.cpu_count() or 1
+    # Local Ray gets one logical CPU more than the workers take, so Ray Data's split coordinator and
+    # iterators always find room (workers holding every CPU is a classic hang on small machines).
+    with ray_session(address, num_cpus=max(local_cpus, config.workers) + 1):
+        import ray
+        from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
+        from ray.train.v2.api.config import LoggingConfig
+        from ray.train.torch import TorchTrainer
+
+        from textclf.train_data import prepare_training_data
+        from textclf.train_loop import train_loop_per_worker
+
+        t0 = time.monotonic()
+        data = prepare_training_data(config, train_path, validation_path)
+        print("TIMING data", time.monotonic() - t0, "since start", time.monotonic() - started, file=sys.stderr)
+        model_config = _model_config(config, len(data.vocab), len(data.labels))
+        vectors, coverage = _pretrained_vectors(config, data.vocab.itos)
+        cluster_cpus = int(ray.cluster_resources().get("CPU", local_cpus))
+        loop_config = {
+            **config.to_dict(),
+            "model_config": model_config,
+            "labels": data.labels,
+            "train_rows": data.rows["train"],
+            "threads_per_worker": max(1, min(local_cpus, cluster_cpus) // config.workers),
+            "class_weights": _class_weights(config, data.labels, data.label_counts),
+            "vectors": ray.put(vectors) if vectors is not None else None,
+            "interactive": is_interactive(),
+        }
+        trainer = TorchTrainer(
+            train_loop_per_worker,
+            train_loop_config=loop_config,
+            scaling_config=ScalingConfig(num_workers=config.workers, use_gpu=config.use_gpu,
+                                         resources_per_worker={"CPU": 1}),
+            run_config=RunConfig(name=RUN_NAME, storage_path=storage_path,
+                                 checkpoint_config=CheckpointConfig(num_to_keep=2),
+                                 failure_config=FailureConfig(max_failures=config.max_failures),
+                                 logging_config=LoggingConfig(log_level="WARNING"),
+                                 # textclf prints its own progress; Ray's print patch would print it twice
+                                 worker_runtime_env={"env_vars": {"RAY_TRAIN_ENABLE_PRINT_PATCH": "0"}}),
+            datasets={"train": data.train, "validation": data.validation},
+        )
+        result = _fit(trainer)
+    return _write_bundle(result, config, data, model_config, coverage, out_dir, storage_path,
+                         time.monotonic() - started)
+
+
+def _fit(trainer):
+    from ray.train import TrainingFailedError
+
+    try:
+        result = trainer.fit()
+    except TrainingFailedError as e:
+        raise TextclfError(f"training failed: {_root_cause(e)}") from None
+    if result.checkpoint is None:
+        raise TextclfError("training ended without a checkpoint")
+    return result
+
+
+def _root_cause(error: BaseException) -> str:
+    while error.__cause__ is not None:
+        error = error.__cause__
+    return str(error).strip().splitlines()[-1] if str(error).strip() else type(error).__name__
+
+
+def _model_config(config: TrainConfig, vocab_size: int, num_classes: int) -> dict:
+    """Build the model once on the driver so a bad hyper-parameter fails here, not on a worker."""
+    model = create_model(config.arch, vocab_size=vocab_size, num_classes=num_classes, **config.model)
+    return dataclasses.asdict(model.config)
+
+
+def _pretrained_vectors(config: TrainConfig, itos: list[str]) -> tuple[np.ndarray | None, float | None]:
+    if not config.embeddings:
+        return None, None
+    from textclf.embeddings import load_vectors
+
+    vectors, coverage, dim = load_vectors(config.embeddings, itos)
+    expected = config.model.get("embedding_dim")
+    if expected is not None and expected != dim:
+        raise ConfigError(f"--embeddings has {dim}-dimensional vectors but model.embedding_dim is {expected}")
+    print(f"pretrained vectors: {dim} dims, {coverage:.1%} of the vocabulary covered", file=sys.stderr)
+    return vectors.numpy(), coverage
+
+
+def _class_weights(config: TrainConfig, labels: list[str], counts: dict[str, int]) -> list[float] | None:
+    if config.class_weights == "none":
+        return None
+    total = sum(counts.values())
+    return [total / (len(labels) * counts[name]) for name in labels]  # sklearn's "balanced"
+
+
+def _write_bundle(result, config, data, model_config, coverage, out_dir: Path, storage_path: str,
+                  elapsed: float) -> dict:
+    from textclf.checkpoint import load_training_state
+    from textclf.report import write_report
+
+    with result.checkpoint.as_directory() as directory:
+        _, best_state, _, state = load_training_state(Path(directory))
+    model = create_model(config.arch, **model_config)
+    model.load_state_dict(best_state)
+    history = state["history"]
+    best = next(h for h in history if h["epoch"] == state["best_epoch"])
+    metrics = metrics_from_confusion(np.asarray(best["val_confusion"]), data.labels)
+    curves = [{k: v for k, v in h.items() if k != "val_confusion"} for h in history]
+    info = {
+        "train_config": config.to_dict(),
+        "metrics": {"validation": metrics, "best_epoch": state["best_epoch"]},
+        "history": curves,
+        "data": {"rows": data.rows, "label_counts": data.label_counts, "vocab_size": len(data.vocab),
+                 "embedding_coverage": coverage},
+        "training_time_s": round(elapsed, 2),
+    }
+    tmp = out_dir.with_name(out_dir.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tokenizer = TokenizerConfig(lang=config.lang, lowercase=config.lowercase)
+    save_bundle(tmp, model, config.arch, data.vocab, data.labels, tokenizer, config.max_tokens, info)
+    write_report(tmp / "report", metrics, curves, state["best_epoch"])
+    if out_dir.exists():
+        shutil.rmtree(out_dir)
+    os.replace(tmp, out_dir)
+    return {"bundle": str(out_dir), "checkpoints": storage_path, "best_epoch": state["best_epoch"],
+            "epochs_run": len(history), "val_accuracy": metrics["accuracy"], "val_macro_f1": metrics["macro_f1"],
+            "padding_efficiency": best["padding_efficiency"], "training_time_s": round(elapsed, 2)}

@@ -1,0 +1,197 @@
+"""The per-worker training loop that Ray Train runs on every DDP rank.
+
+Takes a plain dict config (it crosses process boundaries), reads its Ray Data shard, batches it with
+the length-bucketing batcher, and reports metrics plus a checkpoint at the end of every epoch.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import tempfile
+import time
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+import torch
+import torch.distributed as dist
+
+from textclf.batching import BatchingConfig, PaddingStats, bucket_batches, pad_batch
+from textclf.checkpoint import load_training_state, save_training_state
+from textclf.encoding import list_arrays
+from textclf.metrics import confusion_matrix, metrics_from_confusion
+from textclf.models import create_model
+from textclf.progress import Progress
+
+WINDOW_ROWS = 8192
+
+
+def train_loop_per_worker(cfg: dict) -> None:
+    import ray.train
+    import ray.train.torch
+
+    ctx = ray.train.get_context()
+    rank, world = ctx.get_world_rank(), ctx.get_world_size()
+    torch.set_num_threads(cfg["threads_per_worker"])
+    torch.manual_seed(cfg["seed"])
+    device = ray.train.torch.get_device()
+
+    model = create_model(cfg["arch"], **cfg["model_config"])
+    if cfg.get("vectors") is not None:
+        model.load_pretrained(torch.from_numpy(ray.get(cfg["vectors"])), cfg["freeze_embeddings"])
+    model = ray.train.torch.prepare_model(model)
+    core = getattr(model, "module", model)
+    optimizer = torch.optim.Adam([p for p in model.parameters() if p.requires_grad],
+                                 lr=cfg["lr"], weight_decay=cfg["weight_decay"])
+    weights = torch.tensor(cfg["class_weights"], device=device) if cfg["class_weights"] else None
+    loss_fn = torch.nn.CrossEntropyLoss(weight=weights, reduction="sum")
+
+    state = {"epoch": 0, "history": [], "best_epoch": None, "best_accuracy": -1.0, "bad_epochs": 0}
+    best_state = _cpu_state(core)
+    checkpoint = ray.train.get_checkpoint()
+    if checkpoint is not None:  # resuming: after a failure or with --resume
+        with checkpoint.as_directory() as directory:
+            model_state, best_state, optimizer_state, state = load_training_state(Path(directory))
+        core.load_state_dict(model_state)
+        optimizer.load_state_dict(optimizer_state)
+
+    batching = BatchingConfig(cfg["batch_tokens"], cfg["max_batch_rows"], WINDOW_ROWS)
+    loop = _Loop(model, core, optimizer, loss_fn, device, cfg, rank, world, batching)
+    for epoch in range(state["epoch"] + 1, cfg["epochs"] + 1):
+        started = time.monotonic()
+        rng = np.random.default_rng([cfg["seed"], epoch, rank])
+        train = loop.train_epoch(ray.train.get_dataset_shard("train"), rng, epoch)
+        val = loop.validate(ray.train.get_dataset_shard("validation"))
+        record = {"epoch": epoch, **train, **val, "epoch_time_s": round(time.monotonic() - started, 3)}
+        state["history"].append(record)
+        state["epoch"] = epoch
+        if val["val_accuracy"] > state["best_accuracy"]:
+            state.update(best_epoch=epoch, best_accuracy=val["val_accuracy"], bad_epochs=0)
+            best_state = _cpu_state(core)
+        else:
+            state["bad_epochs"] += 1
+        stop = state["bad_epochs"] > cfg["patience"] or epoch == cfg["epochs"]
+        if rank == 0:
+            _log_epoch(record, state, cfg["interactive"])
+        _report(record | {"best_epoch": state["best_epoch"], "stopped": stop}, rank, core, best_state, optimizer, state)
+        if stop:
+            break
+
+
+def _cpu_state(module: torch.nn.Module) -> dict[str, torch.Tensor]:
+    return {k: v.detach().to("cpu", copy=True) for k, v in module.state_dict().items()}
+
+
+def _report(metrics: dict, rank: int, core, best_state, optimizer, state) -> None:
+    import ray.train
+
+    with tempfile.TemporaryDirectory() as tmp:
+        checkpoint = None
+        if rank == 0:  # every rank holds the same weights after DDP; one copy is enough
+            save_training_state(Path(tmp), core.state_dict(), best_state, optimizer, state)
+            checkpoint = ray.train.Checkpoint.from_directory(tmp)
+        ray.train.report(metrics, checkpoint=checkpoint)
+
+
+def _log_epoch(record: dict, state: dict, interactive: bool) -> None:
+    import json
+    import sys
+
+    if interactive:
+        print(f"epoch {record['epoch']}: train_loss {record['train_loss']:.4f}  val_loss {record['val_loss']:.4f}  "
+              f"val_accuracy {record['val_accuracy']:.4f}  val_macro_f1 {record['val_macro_f1']:.4f}  "
+              f"{record['tokens_per_s']:.0f} tokens/s  (best epoch {state['best_epoch']})", file=sys.stderr, flush=True)
+    else:
+        print(json.dumps({"event": "epoch", **record, "best_epoch": state["best_epoch"]}), file=sys.stderr, flush=True)
+
+
+class _Loop:
+    def __init__(self, model, core, optimizer, loss_fn, device, cfg, rank, world, batching) -> None:
+        self.model, self.core, self.optimizer, self.loss_fn = model, core, optimizer, loss_fn
+        self.device, self.cfg, self.rank, self.world, self.batching = device, cfg, rank, world, batching
+        self.autocast = (torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda"
+                         else contextlib.nullcontext())
+
+    def _batches(self, shard, rng: np.random.Generator | None) -> Iterator[tuple]:
+        for table in shard.iter_batches(batch_size=WINDOW_ROWS, batch_format="pyarrow"):
+            sequences = list_arrays(table.column("ids"))
+            labels = table.column("label").to_numpy()
+            # a random permutation before the stable length sort shuffles rows of equal length
+            order = rng.permutation(len(sequences)) if rng is not None else np.arange(len(sequences))
+            lengths = np.fromiter((len(sequences[i]) for i in order), dtype=np.int64, count=len(order))
+            for positions in bucket_batches(lengths, self.batching, rng):
+                rows = order[positions]
+                ids, lens = pad_batch([sequences[i] for i in rows])
+                yield (torch.from_numpy(ids).to(self.device), torch.from_numpy(lens).to(self.device),
+                       torch.from_numpy(labels[rows].astype(np.int64)).to(self.device))
+
+    def _any_rank_has(self, has_batch: bool) -> bool:
+        """Ranks with uneven shards keep stepping together: DDP hangs if one rank stops early."""
+        if self.world == 1:
+            return has_batch
+        flag = torch.tensor([int(has_batch)], device=self.device)
+        dist.all_reduce(flag, op=dist.ReduceOp.MAX)
+        return bool(flag.item())
+
+    def train_epoch(self, shard, rng: np.random.Generator, epoch: int) -> dict:
+        self.model.train()
+        padding, loss_sum, rows = PaddingStats(), 0.0, 0
+        progress = (Progress(f"epoch {epoch}", self.cfg["train_rows"] // self.world, interactive=self.cfg["interactive"],
+                             in_ray_worker=True) if self.rank == 0 else None)
+        started = time.monotonic()
+        batches, last = self._batches(shard, rng), None
+        while True:
+            batch = next(batches, None)
+            if not self._any_rank_has(batch is not None):
+                break
+            # an exhausted rank repeats its last batch with zero weight so the collective ops line up
+            ids, lens, y = batch if batch is not None else last
+            weight = 1.0 if batch is not None else 0.0
+            last = (ids, lens, y)
+            with self.autocast:
+                logits = self.model(ids, lens)
+            loss = self.loss_fn(logits.float(), y)
+            self.optimizer.zero_grad(set_to_none=True)
+            (loss * (weight / len(y))).backward()
+            if self.cfg["clip_norm"] > 0:
+                torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg["clip_norm"])
+            self.optimizer.step()
+            if batch is not None:
+                lens_np = lens.cpu().numpy()
+                padding.add(lens_np)
+                loss_sum += float(loss)
+                rows += len(y)
+                if progress:
+                    progress.update(len(y), loss=loss_sum / rows, padding_efficiency=padding.efficiency)
+        if progress:
+            progress.close()
+        totals = self._sum([loss_sum, rows, padding.real_tokens, padding.padded_tokens])
+        elapsed = time.monotonic() - started
+        return {"train_loss": totals[0] / max(totals[1], 1), "train_rows": int(totals[1]),
+                "real_tokens": int(totals[2]), "padding_efficiency": totals[2] / max(totals[3], 1),
+                "tokens_per_s": totals[2] / elapsed, "train_time_s": elapsed}
+
+    def validate(self, shard) -> dict:
+        """Each rank scores its shard; summed confusion matrices give exact global metrics."""
+        self.core.eval()
+        k = self.cfg["model_config"]["num_classes"]
+        confusion = np.zeros((k, k), dtype=np.int64)
+        loss_sum = 0.0
+        with torch.no_grad():
+            for ids, lens, y in self._batches(shard, None):
+                with self.autocast:
+                    logits = self.core(ids, lens).float()
+                loss_sum += float(self.loss_fn(logits, y))
+                confusion += confusion_matrix(y.cpu().numpy(), logits.argmax(-1).cpu().numpy(), k)
+        totals = self._sum([loss_sum] + confusion.ravel().tolist())
+        confusion = np.asarray(totals[1:], dtype=np.int64).reshape(k, k)
+        metrics = metrics_from_confusion(confusion, self.cfg["labels"])
+        return {"val_loss": totals[0] / max(confusion.sum(), 1), "val_accuracy": metrics["accuracy"],
+                "val_macro_f1": metrics["macro_f1"], "val_confusion": confusion.tolist()}
+
+    def _sum(self, values: list[float]) -> list[float]:
+        if self.world == 1:
+            return values
+        tensor = torch.tensor(values, dtype=torch.float64, device=self.device)
+        dist.all_reduce(tensor)
+        return tensor.tolist()
