@@ -19,8 +19,19 @@ $(STAMP): pyproject.toml
 test: install
 	$(PY) -m pytest -q tests
 
+DATA := data/rotten-tomatoes
+MODEL := models/rotten-tomatoes
+TEXTCLF := $(VENV)/bin/textclf
+
+# The whole path on the built-in corpus: prepare, train with 2 Ray Train workers, evaluate, predict.
 quickstart: install
-	$(PY) -m textclf.quickstart
+	$(TEXTCLF) prepare rotten-tomatoes $(DATA) --overwrite
+	$(TEXTCLF) train --train $(DATA)/train --validation $(DATA)/validation --out $(MODEL) --workers 2
+	$(TEXTCLF) evaluate $(MODEL) $(DATA)/test
+	$(TEXTCLF) predict $(MODEL) "A gorgeous, witty, heartfelt film." "Two hours I will never get back." \
+		"The plot is thin but the performances carry it."
+	@echo "prepared splits: $(DATA)/{train,validation,test}"
+	@echo "model bundle:    $(MODEL) (report: $(MODEL)/report, checkpoints: $(MODEL).checkpoints)"
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache

@@ -110,6 +110,15 @@ def test_one_step_lowers_loss_and_reaches_every_parameter(name):
     assert eval_loss() < before
 
 
+@pytest.mark.parametrize("name", ["bilstm", "cnn", "bow", "mlp"])
+def test_every_parameter_is_used_for_one_token_batches(name):
+    # DistributedDataParallel fails when a step leaves a parameter out of the graph.
+    model = small_model(name)
+    ids, lengths = random_batch([1, 1])
+    model(ids, lengths).sum().backward()
+    assert all(p.grad is not None for p in model.parameters())
+
+
 def test_unknown_model_lists_valid_names():
     with pytest.raises(ConfigError, match="unknown model 'transformer'.*bilstm, bow, cnn, mlp"):
         create_model("transformer", vocab_size=VOCAB, num_classes=2)

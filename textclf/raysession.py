@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import socket
 from typing import Iterator
 
 
@@ -20,16 +21,57 @@ def ray_session(address: str | None = None, num_cpus: int | None = None) -> Iter
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")  # no telemetry leaves the machine
     address = address or os.environ.get("RAY_ADDRESS") or None
     kwargs = dict(logging_level=logging.WARNING, log_to_driver=True)
-    if address is None:
-        # The dashboard stays on because Ray Train's state queries need it; it binds to loopback.
-        kwargs.update(num_cpus=num_cpus, include_dashboard=True, dashboard_host="127.0.0.1",
-                      _node_ip_address="127.0.0.1")
-    ray.init(address=address, **kwargs)
-    _quiet_ray_data()
+    with contextlib.ExitStack() as local:
+        if address is None:
+            # The dashboard stays on because Ray Train's state queries need it.
+            port = local.enter_context(_loopback_only())
+            kwargs.update(num_cpus=num_cpus, include_dashboard=True, dashboard_host="127.0.0.1",
+                          dashboard_port=port, _node_ip_address="127.0.0.1")
+        ray.init(address=address, **kwargs)
+        _quiet_ray_data()
+        try:
+            yield
+        finally:
+            ray.shutdown()
+
+
+@contextlib.contextmanager
+def _loopback_only() -> Iterator[int]:
+    """Make a local Ray 2.60 bind only to 127.0.0.1; yields the dashboard port to use.
+
+    ray.init rewrites _node_ip_address="127.0.0.1" to the machine's external IP unless
+    RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0; with that IP the GCS, raylet, object manager and core
+    workers listen on *, the agents on 0.0.0.0 and the external IP. With 127.0.0.1 kept, every
+    server binds loopback. Ray reads the flag at import, so the (possibly already imported)
+    constant is set too. RAY_AUTH_MODE=token is Ray's local default, made explicit to drop its
+    warning; RayConfig caches it at import, hence Config.initialize. RAY_API_SERVER_ADDRESS
+    points state-API calls (Ray Train's PlacementGroupCleaner) at this dashboard even when
+    other Ray instances run on the machine. Everything is restored on exit.
+    """
+    from ray._private import ray_constants
+    from ray._raylet import Config
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {"RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0", "RAY_AUTH_MODE": "token",
+           "RAY_API_SERVER_ADDRESS": f"http://127.0.0.1:{port}"}
+    saved_env = {k: os.environ.get(k) for k in env}
+    saved_flag = ray_constants.ENABLE_RAY_CLUSTER
+    for k, v in env.items():
+        os.environ.setdefault(k, v)
+    ray_constants.ENABLE_RAY_CLUSTER = ray_constants.env_bool(
+        "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", True)
+    Config.initialize("")
     try:
-        yield
+        yield port
     finally:
-        ray.shutdown()
+        ray_constants.ENABLE_RAY_CLUSTER = saved_flag
+        for k, v in saved_env.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
 
 
 def _quiet_ray_data() -> None:

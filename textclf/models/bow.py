@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from textclf.models.registry import (
@@ -70,10 +71,12 @@ class FastText(TextClassifier):
         return buckets.masked_fill(~valid[:, 1:], 0)
 
     def forward(self, ids: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        if ids.size(1) < 2:  # keep the bigram table in every step's graph (DDP needs that)
+            ids = F.pad(ids, (0, 1))
         ids, valid = mask_padding(ids, lengths)
         total = self.embedding(ids)
         count = (ids != 0).sum(dim=1)
-        if self.bigram_embedding is not None and ids.size(1) > 1:
+        if self.bigram_embedding is not None:
             bigrams = self.bigram_ids(ids, valid)
             total = total + self.bigram_embedding(bigrams)
             count = count + (bigrams != 0).sum(dim=1)
