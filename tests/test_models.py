@@ -135,6 +135,7 @@ def test_unknown_model_lists_valid_names():
         (dict(vocab_size=VOCAB, num_classes=2, dropout=1.0), r"dropout must be a number in \[0, 1\)"),
         (dict(vocab_size=VOCAB, num_classes=2, embedding_dim="64"), "embedding_dim must be an integer"),
         (dict(vocab_size=VOCAB, num_classes=2, num_layers=True), "num_layers must be an integer"),
+        (dict(vocab_size=VOCAB, num_classes=2, bidirectional="yes"), "bidirectional must be true or false"),
     ],
 )
 def test_invalid_options_name_the_key(options, pattern):
@@ -151,10 +152,18 @@ def test_model_specific_validation():
         create_model("bow", vocab_size=VOCAB, num_classes=2, num_buckets=-1)
 
 
-def test_bow_without_bigrams():
-    model = small_model("bow", num_buckets=0)
+@pytest.mark.parametrize(
+    "name, options",
+    [
+        ("bilstm", dict(bidirectional=False, num_layers=1)),
+        ("cnn", dict(filter_sizes=[2])),
+        ("bow", dict(num_buckets=0)),
+        ("mlp", dict(mode="sum", word_dropout=0.0)),
+    ],
+)
+def test_non_default_variants(name, options):
+    model = small_model(name, **options)
     ids, lengths = random_batch([4, 1])
-    assert model.bigram_embedding is None
     assert model(ids, lengths).shape == (2, 2)
 
 

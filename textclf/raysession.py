@@ -46,7 +46,7 @@ def _loopback_only() -> Iterator[int]:
     constant is set too. RAY_AUTH_MODE=token is Ray's local default, made explicit to drop its
     warning; RayConfig caches it at import, hence Config.initialize. RAY_API_SERVER_ADDRESS
     points state-API calls (Ray Train's PlacementGroupCleaner) at this dashboard even when
-    other Ray instances run on the machine. Everything is restored on exit.
+    other Ray instances run on the machine. All but RAY_AUTH_MODE is restored on exit.
     """
     from ray._private import ray_constants
     from ray._raylet import Config
@@ -54,7 +54,9 @@ def _loopback_only() -> Iterator[int]:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    env = {"RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0", "RAY_AUTH_MODE": "token",
+    os.environ.setdefault("RAY_AUTH_MODE", "token")  # ray.init would set it too, with a warning
+    Config.initialize("")
+    env = {"RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0",
            "RAY_API_SERVER_ADDRESS": f"http://127.0.0.1:{port}"}
     saved_env = {k: os.environ.get(k) for k in env}
     saved_flag = ray_constants.ENABLE_RAY_CLUSTER
@@ -62,7 +64,6 @@ def _loopback_only() -> Iterator[int]:
         os.environ.setdefault(k, v)
     ray_constants.ENABLE_RAY_CLUSTER = ray_constants.env_bool(
         "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", True)
-    Config.initialize("")
     try:
         yield port
     finally:

@@ -19,6 +19,7 @@ from textclf.models import create_model
 from textclf.progress import is_interactive
 from textclf.raysession import ray_session
 from textclf.tokenizer import TokenizerConfig
+from textclf.train_data import check_inputs, prepare_training_data
 
 RUN_NAME = "train"
 
@@ -39,6 +40,7 @@ def train(config: TrainConfig, train_path: str, validation_path: str | None, out
             raise ConfigError(f"--resume: no checkpoints to resume from under {run_dir}")
         if not resume and run_dir.exists():
             shutil.rmtree(run_dir)  # a fresh run must not pick up an old run's checkpoints
+    check_inputs(config, train_path, validation_path)  # fail on bad input before Ray starts
     started = time.monotonic()
     local_cpus = os.cpu_count() or 1
     # Local Ray gets one logical CPU more than the workers take, so Ray Data's split coordinator and
@@ -49,12 +51,9 @@ def train(config: TrainConfig, train_path: str, validation_path: str | None, out
         from ray.train.v2.api.config import LoggingConfig
         from ray.train.torch import TorchTrainer
 
-        from textclf.train_data import prepare_training_data
         from textclf.train_loop import train_loop_per_worker
 
-        t0 = time.monotonic()
         data = prepare_training_data(config, train_path, validation_path)
-        print("TIMING data", time.monotonic() - t0, "since start", time.monotonic() - started, file=sys.stderr)
         model_config = _model_config(config, len(data.vocab), len(data.labels))
         vectors, coverage = _pretrained_vectors(config, data.vocab.itos)
         cluster_cpus = int(ray.cluster_resources().get("CPU", local_cpus))

@@ -51,6 +51,13 @@ def label_counts(dataset: pads.Dataset, column: str) -> Counter:
     return Counter({v["values"].as_py(): v["counts"].as_py() for v in values})
 
 
+def check_inputs(config: TrainConfig, train_path: str, validation_path: str | None) -> None:
+    columns = [config.text_column, config.label_column]
+    parquet_dataset(train_path, columns, "training")
+    if validation_path:
+        parquet_dataset(validation_path, columns, "validation")
+
+
 def prepare_training_data(config: TrainConfig, train_path: str, validation_path: str | None) -> TrainingData:
     import ray.data
 

@@ -12,7 +12,13 @@ import torch
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence
 
-from textclf.models.registry import TextClassifier, check_int, check_probability, register_model
+from textclf.models.registry import (
+    TextClassifier,
+    check_bool,
+    check_int,
+    check_probability,
+    register_model,
+)
 
 
 @dataclass(frozen=True)
@@ -30,6 +36,7 @@ class BiLSTMConfig:
         check_int(self, "num_classes", 2)
         for name in ("embedding_dim", "hidden_dim", "num_layers"):
             check_int(self, name)
+        check_bool(self, "bidirectional")
         check_probability(self, "dropout")
 
 

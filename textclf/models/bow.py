@@ -28,8 +28,10 @@ _HASH_MULTIPLIER = 116_049_371  # fastText's bigram hash multiplier
 class BoWConfig:
     vocab_size: int
     num_classes: int
-    embedding_dim: int = 64
-    num_buckets: int = 200_000  # 0 disables bigrams
+    # Small on purpose: bigram features, not width, carry the accuracy, and every step
+    # updates the whole table densely (optimizer cost grows with buckets x dim).
+    embedding_dim: int = 32
+    num_buckets: int = 100_000  # hashed bigram buckets; 0 disables bigrams
     dropout: float = 0.0
 
     def __post_init__(self):

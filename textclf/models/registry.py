@@ -80,6 +80,12 @@ def check_probability(config, name: str) -> None:
         raise ConfigError(f"model option {name} must be a number in [0, 1), got {value!r}")
 
 
+def check_bool(config, name: str) -> None:
+    value = getattr(config, name)
+    if not isinstance(value, bool):
+        raise ConfigError(f"model option {name} must be true or false, got {value!r}")
+
+
 def check_choice(config, name: str, choices: tuple[str, ...]) -> None:
     value = getattr(config, name)
     if value not in choices:
@@ -113,7 +119,10 @@ class TextClassifier(nn.Module):
 
     @torch.no_grad()
     def load_pretrained(self, vectors: torch.Tensor, freeze: bool = False) -> None:
-        """Copy ``vectors`` [vocab_size, embedding_dim] into the word embedding rows."""
+        """Copy ``vectors`` [vocab_size, embedding_dim] into the word rows of ``self.embedding``.
+
+        ``freeze`` stops training of those word vectors (bow's bigram vectors still learn).
+        """
         expected = (self.config.vocab_size, self.config.embedding_dim)
         if tuple(vectors.shape) != expected:
             raise ConfigError(
