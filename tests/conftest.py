@@ -42,7 +42,7 @@ def tiny_corpus(tmp_path_factory) -> Path:
     """train (2 files, uneven) / validation / test folders of a 2-class synthetic corpus."""
     root = tmp_path_factory.mktemp("corpus")
     write_split(root / "train", synthetic_rows(1200, seed=1), files=3)
-    write_split(root / "validation", synthetic_rows(200, seed=2))
+    write_split(root / "validation", synthetic_rows(201, seed=2))  # odd: an uneven split across 2 ranks
     write_split(root / "test", synthetic_rows(200, seed=3))
     return root
 

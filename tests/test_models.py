@@ -131,6 +131,7 @@ def test_unknown_model_lists_valid_names():
     [
         (dict(vocab_size=VOCAB, num_classes=2, hidden_size=3), "unknown option 'hidden_size'"),
         (dict(num_classes=2), "needs option 'vocab_size'"),
+        (dict(vocab_size=VOCAB, num_classes=2, name="x"), "unknown option 'name'"),
         (dict(vocab_size=VOCAB, num_classes=1), "num_classes must be an integer >= 2"),
         (dict(vocab_size=VOCAB, num_classes=2, dropout=1.0), r"dropout must be a number in \[0, 1\)"),
         (dict(vocab_size=VOCAB, num_classes=2, embedding_dim="64"), "embedding_dim must be an integer"),

@@ -19,6 +19,9 @@ def ray_session(address: str | None = None, num_cpus: int | None = None) -> Iter
         yield
         return
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")  # no telemetry leaves the machine
+    # textclf reports its own progress; Ray Data's per-dataset lines (and its warning, repeated in
+    # every actor, that its bars are off) would drown it. Set RAY_DATA_LOG_LEVEL to see them.
+    os.environ.setdefault("RAY_DATA_LOG_LEVEL", "ERROR")
     address = address or os.environ.get("RAY_ADDRESS") or None
     kwargs = dict(logging_level=logging.WARNING, log_to_driver=True)
     with contextlib.ExitStack() as local:

@@ -47,7 +47,7 @@ def train(config: TrainConfig, train_path: str, validation_path: str | None, out
     # iterators always find room (workers holding every CPU is a classic hang on small machines).
     with ray_session(address, num_cpus=max(local_cpus, config.workers) + 1):
         import ray
-        from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
+        from ray.train import CheckpointConfig, DataConfig, FailureConfig, RunConfig, ScalingConfig
         from ray.train.v2.api.config import LoggingConfig
         from ray.train.torch import TorchTrainer
 
@@ -79,6 +79,9 @@ def train(config: TrainConfig, train_path: str, validation_path: str | None, out
                                  # textclf prints its own progress; Ray's print patch would print it twice
                                  worker_runtime_env={"env_vars": {"RAY_TRAIN_ENABLE_PRINT_PATCH": "0"}}),
             datasets={"train": data.train, "validation": data.validation},
+            # Ray's split drops rows to make shards equal; validation must see every row, so it is
+            # read whole by each worker, which scores its share of the batches
+            dataset_config=DataConfig(datasets_to_split=["train"]),
         )
         result = _fit(trainer)
     return _write_bundle(result, config, data, model_config, coverage, out_dir, storage_path,

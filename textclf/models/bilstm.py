@@ -59,23 +59,22 @@ class BiLSTM(TextClassifier):
         self.fc = nn.Linear(config.hidden_dim * directions, config.num_classes)
         self._init_weights()
 
+    @torch.no_grad()
     def _init_weights(self) -> None:
         # Small embeddings move quickly under Adam; orthogonal recurrent weights and a
         # forget-gate bias of 1 keep gradients alive across long snippets.
         nn.init.normal_(self.embedding.weight, std=0.1)
-        with torch.no_grad():
-            self.embedding.weight[0].zero_()
+        self.embedding.weight[0] = 0.0
         hidden = self.config.hidden_dim
         for name, param in self.lstm.named_parameters():
             if name.startswith("weight_hh"):
-                for gate in param.split(hidden):
-                    nn.init.orthogonal_(gate)
+                nn.init.orthogonal_(param)  # over all four gates at once, as Keras does
             elif name.startswith("weight_ih"):
                 nn.init.xavier_uniform_(param)
             elif name.startswith("bias"):
                 nn.init.zeros_(param)
                 if name.startswith("bias_ih"):
-                    param.data[hidden : 2 * hidden] = 1.0  # gate order: input, forget, cell, output
+                    param[hidden : 2 * hidden] = 1.0  # gate order: input, forget, cell, output
 
     def forward(self, ids: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         embedded = self.dropout(self.embedding(ids))

@@ -49,7 +49,7 @@ def config_class(name: str) -> type:
     return _lookup(name)[0]
 
 
-def create_model(name: str, **cfg) -> nn.Module:
+def create_model(name: str, /, **cfg) -> nn.Module:
     """Build model ``name`` from its config fields; ConfigError on unknown names, keys or values."""
     config_cls, module_cls = _lookup(name)
     fields = dataclasses.fields(config_cls)
