@@ -98,3 +98,16 @@ def test_evaluate_rejects_labels_the_model_does_not_know(bundle_dir, tmp_path):
 
     write_split(tmp_path / "d", synthetic_rows(20, classes=3))
     assert_one_line_error(run("evaluate", bundle_dir, tmp_path / "d"), "does not know")
+
+
+def test_train_rejects_an_empty_parquet_file(tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    (tmp_path / "empty").mkdir()
+    pq.write_table(pa.table({"text": pa.array([], pa.string()), "label": pa.array([], pa.string())}),
+                   tmp_path / "empty" / "part-0.parquet")
+    assert_one_line_error(run("train", "--train", tmp_path / "empty", "--out", tmp_path / "m"), "has no rows")
+    (tmp_path / "garbage.parquet").write_text("not parquet at all")
+    assert_one_line_error(run("train", "--train", tmp_path / "garbage.parquet", "--out", tmp_path / "m"),
+                          "cannot read")

@@ -39,8 +39,10 @@ class Progress:
         self.fields.update(fields)
         if self._bar is not None:
             self._bar.update(n)
-            if fields:
-                self._bar.set_postfix({k: _short(v) for k, v in self.fields.items()}, refresh=False)
+            # Ray's tqdm has no postfix, so the fields ride in the description, about once a second
+            if fields and time.monotonic() - self._last_emit >= 1.0:
+                self._last_emit = time.monotonic()
+                self._bar.set_description(" ".join([self.task] + [f"{k}={_short(v)}" for k, v in self.fields.items()]))
         elif time.monotonic() - self._last_emit >= self.interval_s:
             self.emit()
 

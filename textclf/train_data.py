@@ -42,6 +42,8 @@ def parquet_dataset(path: str, columns: list[str], what: str) -> pads.Dataset:
         raise DataError(f"{what} data {path} has no column {missing[0]!r} (columns: {', '.join(dataset.schema.names)})")
     if not dataset.files:
         raise DataError(f"{what} data {path} holds no Parquet files")
+    if dataset.count_rows() == 0:  # from the files' footers: cheap
+        raise DataError(f"{what} data {path} has no rows")
     return dataset
 
 

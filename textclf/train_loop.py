@@ -7,6 +7,7 @@ the length-bucketing batcher, and reports metrics plus a checkpoint at the end o
 from __future__ import annotations
 
 import contextlib
+import logging
 import tempfile
 import time
 from pathlib import Path
@@ -30,6 +31,8 @@ def train_loop_per_worker(cfg: dict) -> None:
     import ray.train
     import ray.train.torch
 
+    # Ray Train logs every report at INFO on each worker; textclf prints its own epoch lines
+    logging.getLogger("ray.train").setLevel(logging.WARNING)
     ctx = ray.train.get_context()
     rank, world = ctx.get_world_rank(), ctx.get_world_size()
     torch.set_num_threads(cfg["threads_per_worker"])

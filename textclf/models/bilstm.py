@@ -10,11 +10,12 @@ from dataclasses import dataclass
 
 import torch
 from torch import nn
-from torch.nn.utils.rnn import pack_padded_sequence
+from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from textclf.models.registry import (
     TextClassifier,
     check_bool,
+    check_choice,
     check_int,
     check_probability,
     register_model,
@@ -30,6 +31,9 @@ class BiLSTMConfig:
     num_layers: int = 2
     bidirectional: bool = True
     dropout: float = 0.5
+    # "last": the final hidden states (the tutorial's); "max": max over time of the top layer's
+    # outputs at real positions, which keeps a strong cue from anywhere in a long snippet
+    pooling: str = "last"
 
     def __post_init__(self):
         check_int(self, "vocab_size", 2)
@@ -38,6 +42,7 @@ class BiLSTMConfig:
             check_int(self, name)
         check_bool(self, "bidirectional")
         check_probability(self, "dropout")
+        check_choice(self, "pooling", ("last", "max"))
 
 
 @register_model("bilstm", BiLSTMConfig)
@@ -79,7 +84,11 @@ class BiLSTM(TextClassifier):
     def forward(self, ids: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         embedded = self.dropout(self.embedding(ids))
         packed = pack_padded_sequence(embedded, lengths.cpu(), batch_first=True, enforce_sorted=False)
-        _, (hidden, _) = self.lstm(packed)
+        outputs, (hidden, _) = self.lstm(packed)
+        if self.config.pooling == "max":
+            # padded positions come back as zeros: fill them with -inf so they never win the max
+            padded, _ = pad_packed_sequence(outputs, batch_first=True, padding_value=float("-inf"))
+            return self.fc(self.dropout(padded.max(dim=1).values))
         # hidden: [num_layers * directions, B, H]; keep the last layer's final states.
         if self.config.bidirectional:
             last = torch.cat([hidden[-2], hidden[-1]], dim=1)
