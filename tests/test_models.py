@@ -22,9 +22,9 @@ def small_model(name, num_classes=2, **overrides):
     return create_model(name, vocab_size=VOCAB, num_classes=num_classes, **{**SMALL[name], **overrides})
 
 
-def perturbed_model(name):
+def perturbed_model(name, **overrides):
     """A small model in eval mode with no all-zero layer (bow's output starts at zero)."""
-    model = small_model(name).eval()
+    model = small_model(name, **overrides).eval()
     with torch.no_grad():
         for param in model.parameters():
             param.add_(0.1 * torch.randn_like(param))
@@ -62,9 +62,12 @@ def test_default_configs_build(name):
     assert model(ids, lengths).shape == (2, 3)
 
 
-@pytest.mark.parametrize("name", ["bilstm", "cnn", "bow", "mlp"])
-def test_row_output_ignores_batch_and_padding(name):
-    model = perturbed_model(name)
+VARIANTS = [("bilstm", {}), ("bilstm", {"pooling": "max"}), ("cnn", {}), ("bow", {}), ("mlp", {})]
+
+
+@pytest.mark.parametrize("name, options", VARIANTS)
+def test_row_output_ignores_batch_and_padding(name, options):
+    model = perturbed_model(name, **options)
     lengths = [1, 2, 4, 9, 3]
     ids, _ = random_batch(lengths)
     with torch.no_grad():
@@ -78,9 +81,9 @@ def test_row_output_ignores_batch_and_padding(name):
             torch.testing.assert_close(together, alone, atol=1e-5, rtol=1e-5)
 
 
-@pytest.mark.parametrize("name", ["bilstm", "cnn", "bow", "mlp"])
-def test_tokens_in_padding_are_never_seen(name):
-    model = perturbed_model(name)
+@pytest.mark.parametrize("name, options", VARIANTS)
+def test_tokens_in_padding_are_never_seen(name, options):
+    model = perturbed_model(name, **options)
     ids, lengths = random_batch([8, 2, 5, 1], width=12)
     garbage = ids.clone()
     padding = ids == 0

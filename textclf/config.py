@@ -9,7 +9,7 @@ from typing import Any
 
 from textclf.errors import ConfigError
 
-DEFAULT_ARCH = "cnn"
+DEFAULT_ARCH = "bow"
 CLASS_WEIGHTS = ("none", "balanced")
 
 
