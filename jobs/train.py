@@ -1,12 +1,17 @@
-"""Ray job entrypoint for training: `ray job submit -- python jobs/train.py --train ... --out ...`.
+"""Ray job entrypoint for training: `ray job submit --working-dir . -- python jobs/train.py --train ... --out ...`.
 
 Thin on purpose: the options and code path of `textclf train`. Inside a Ray job RAY_ADDRESS is set,
 so training joins the job's cluster instead of starting local Ray.
 """
 
 import sys
+from pathlib import Path
 
-from textclf.cli import cli
+# `python jobs/train.py` puts jobs/ on the path, not the project: make textclf importable from an
+# uploaded working_dir without installing it
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from textclf.cli import cli  # noqa: E402
 
 if __name__ == "__main__":
     cli(["train", *sys.argv[1:]], prog_name="jobs/train.py")

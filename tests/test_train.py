@@ -62,3 +62,23 @@ def test_resume_without_checkpoints_is_a_usage_error(tiny_corpus, tmp_path):
 def test_missing_text_column_is_a_data_error(tiny_corpus, ray_local, tmp_path):
     with pytest.raises(DataError, match="no column 'body'"):
         train(TrainConfig(text_column="body"), str(tiny_corpus / "train"), None, tmp_path / "m")
+
+
+def test_pretrained_vectors_set_the_embedding_and_stay_frozen(tiny_corpus, ray_local, tmp_path):
+    from conftest import NEGATIVE, NEUTRAL, POSITIVE
+    from safetensors.torch import load_file
+
+    rng = np.random.default_rng(0)
+    words = POSITIVE + NEGATIVE + NEUTRAL
+    vectors = {w: rng.normal(size=16).round(4) for w in words}
+    glove = tmp_path / "vectors.txt"
+    glove.write_text("".join(f"{w} {' '.join(map(str, v))}\n" for w, v in vectors.items()))
+    out = tmp_path / "cnn"
+    config = TrainConfig(arch="cnn", epochs=1, workers=1, embeddings=str(glove), freeze_embeddings=True)
+    train(config, str(tiny_corpus / "train"), str(tiny_corpus / "validation"), out)
+    meta = json.loads((out / "model.json").read_text())
+    assert meta["model_config"]["embedding_dim"] == 16 and meta["data"]["embedding_coverage"] > 0.9
+    embedding = load_file(str(out / "model.safetensors"))["embedding.weight"].numpy()
+    itos = meta["vocab"]
+    for word in ("great", "boring", "plot"):
+        np.testing.assert_allclose(embedding[itos.index(word)], vectors[word], atol=1e-6)

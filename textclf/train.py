@@ -32,6 +32,7 @@ def default_storage(out_dir: Path) -> Path:
 def train(config: TrainConfig, train_path: str, validation_path: str | None, out_dir: str | Path,
           resume: bool = False, address: str | None = None, storage: str | None = None) -> dict:
     """Train, then write the best epoch's bundle to `out_dir`; returns a summary dict."""
+    check_inputs(config, train_path, validation_path)  # fail on bad input before anything changes
     out_dir = Path(out_dir).resolve()
     storage_path = storage or str(default_storage(out_dir))
     run_dir = Path(storage_path) / RUN_NAME
@@ -40,7 +41,6 @@ def train(config: TrainConfig, train_path: str, validation_path: str | None, out
             raise ConfigError(f"--resume: no checkpoints to resume from under {run_dir}")
         if not resume and run_dir.exists():
             shutil.rmtree(run_dir)  # a fresh run must not pick up an old run's checkpoints
-    check_inputs(config, train_path, validation_path)  # fail on bad input before Ray starts
     started = time.monotonic()
     local_cpus = os.cpu_count() or 1
     # Local Ray gets one logical CPU more than the workers take, so Ray Data's split coordinator and
@@ -53,8 +53,9 @@ def train(config: TrainConfig, train_path: str, validation_path: str | None, out
         from textclf.train_loop import train_loop_per_worker
 
         data = prepare_training_data(config, train_path, validation_path)
-        model_config = _model_config(config, len(data.vocab), len(data.labels))
         vectors, coverage = _pretrained_vectors(config, data.vocab.itos)
+        model_config = _model_config(config, len(data.vocab), len(data.labels),
+                                     vectors.shape[1] if vectors is not None else None)
         cluster_cpus = int(ray.cluster_resources().get("CPU", local_cpus))
         loop_config = {
             **config.to_dict(),
@@ -104,9 +105,13 @@ def _root_cause(error: BaseException) -> str:
     return str(error).strip().splitlines()[-1] if str(error).strip() else type(error).__name__
 
 
-def _model_config(config: TrainConfig, vocab_size: int, num_classes: int) -> dict:
-    """Build the model once on the driver so a bad hyper-parameter fails here, not on a worker."""
-    model = create_model(config.arch, vocab_size=vocab_size, num_classes=num_classes, **config.model)
+def _model_config(config: TrainConfig, vocab_size: int, num_classes: int, vectors_dim: int | None) -> dict:
+    """Build the model once on the driver so a bad hyper-parameter fails here, not on a worker.
+    Pretrained vectors set the embedding size unless the config names one."""
+    options = dict(config.model)
+    if vectors_dim is not None:
+        options.setdefault("embedding_dim", vectors_dim)
+    model = create_model(config.arch, vocab_size=vocab_size, num_classes=num_classes, **options)
     return dataclasses.asdict(model.config)
 
 
