@@ -49,6 +49,7 @@ def train(config: TrainConfig, train_path: str, validation_path: str | None, out
         import ray
         from ray.train import CheckpointConfig, DataConfig, FailureConfig, RunConfig, ScalingConfig
         from ray.train.torch import TorchTrainer
+        from ray.train.v2.api.config import LoggingConfig
 
         from textclf.train_loop import train_loop_per_worker
 
@@ -75,6 +76,7 @@ def train(config: TrainConfig, train_path: str, validation_path: str | None, out
             run_config=RunConfig(name=RUN_NAME, storage_path=storage_path,
                                  checkpoint_config=CheckpointConfig(num_to_keep=2),
                                  failure_config=FailureConfig(max_failures=config.max_failures),
+                                 logging_config=LoggingConfig(log_level="WARNING"),
                                  # textclf prints its own progress; Ray's print patch would print it twice
                                  worker_runtime_env={"env_vars": {"RAY_TRAIN_ENABLE_PRINT_PATCH": "0"}}),
             datasets={"train": data.train, "validation": data.validation},

@@ -31,8 +31,7 @@ def train_loop_per_worker(cfg: dict) -> None:
     import ray.train
     import ray.train.torch
 
-    # Ray Train logs every report at INFO on each worker; textclf prints its own epoch lines
-    logging.getLogger("ray.train").setLevel(logging.WARNING)
+    _quiet_report_log()
     ctx = ray.train.get_context()
     rank, world = ctx.get_world_rank(), ctx.get_world_size()
     torch.set_num_threads(cfg["threads_per_worker"])
@@ -79,6 +78,14 @@ def train_loop_per_worker(cfg: dict) -> None:
         _report(record | {"best_epoch": state["best_epoch"], "stopped": stop}, rank, core, best_state, optimizer, state)
         if stop:
             break
+
+
+def _quiet_report_log() -> None:
+    """Ray Train logs every report at INFO on each worker, through a logger named after its file
+    rather than under `ray.train`; textclf prints its own epoch lines instead."""
+    from ray.train.v2._internal.execution import context
+
+    logging.getLogger(context.__file__).setLevel(logging.WARNING)
 
 
 def _cpu_state(module: torch.nn.Module) -> dict[str, torch.Tensor]:
