@@ -72,7 +72,7 @@ def train_loop_per_worker(cfg: dict) -> None:
             best_state = _cpu_state(core)
         else:
             state["bad_epochs"] += 1
-        stop = state["bad_epochs"] > cfg["patience"] or epoch == cfg["epochs"]
+        stop = state["bad_epochs"] >= cfg["patience"] > 0 or epoch == cfg["epochs"]
         if rank == 0:
             _log_epoch(record, state, cfg["interactive"])
         _report(record | {"best_epoch": state["best_epoch"], "stopped": stop}, rank, core, best_state, optimizer, state)
