@@ -30,7 +30,8 @@ def test_two_workers_train_a_bundle_that_learns(two_worker_bundle, tiny_corpus):
     assert meta["train_config"]["workers"] == 2 and len(meta["history"]) == 3
     assert meta["history"][0]["train_rows"] == 1200  # every row trained once per epoch across ranks
     assert meta["metrics"]["validation"]["support"] == 201  # every validation row scored exactly once
-    assert {"metrics.json", "training_curves.png", "confusion_matrix.png"} <= {p.name for p in (out / "report").iterdir()}
+    report = {p.name for p in (out / "report").iterdir()}
+    assert {"metrics.json", "training_curves.png", "confusion_matrix.png"} <= report
     assert evaluate(str(out), str(tiny_corpus / "test"))["accuracy"] > 0.9
 
 

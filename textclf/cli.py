@@ -42,7 +42,8 @@ def cli() -> None:
 @click.option("--max-tokens", type=int, help="Tokens kept per text (default 256).")
 @click.option("--lr", type=float, help="Adam learning rate (default 1e-3).")
 @click.option("--seed", type=int, help="Random seed (default 0).")
-@click.option("--patience", type=int, help="Stop after this many epochs without a better validation accuracy (default 3; 0: never).")
+@click.option("--patience", type=int,
+              help="Stop after this many epochs without a better validation accuracy (default 3; 0: never).")
 @click.option("--embeddings", type=click.Path(), help="Pretrained vectors, GloVe or word2vec text (.gz ok).")
 @click.option("--freeze-embeddings/--tune-embeddings", default=None, help="Keep pretrained vectors fixed.")
 @click.option("--class-weights", type=click.Choice(["none", "balanced"]), help="Weight the loss by class.")

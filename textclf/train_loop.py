@@ -146,8 +146,10 @@ class _Loop:
     def train_epoch(self, shard, rng: np.random.Generator, epoch: int) -> dict:
         self.model.train()
         padding, loss_sum, rows = PaddingStats(), 0.0, 0
-        progress = (Progress(f"epoch {epoch}", self.cfg["train_rows"] // self.world, interactive=self.cfg["interactive"],
-                             in_ray_worker=True) if self.rank == 0 else None)
+        progress = None
+        if self.rank == 0:
+            progress = Progress(f"epoch {epoch}", self.cfg["train_rows"] // self.world,
+                                interactive=self.cfg["interactive"], in_ray_worker=True)
         started = time.monotonic()
         batches, last = self._batches(shard, rng), None
         while True:
