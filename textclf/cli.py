@@ -40,7 +40,7 @@ def cli() -> None:
 @click.option("--use-gpu/--no-gpu", default=None, help="One GPU per worker, NCCL, bf16 autocast.")
 @click.option("--batch-tokens", type=int, help="Padded tokens per batch (default 2048).")
 @click.option("--max-tokens", type=int, help="Tokens kept per text (default 256).")
-@click.option("--lr", type=float, help="Adam learning rate (default 1e-3).")
+@click.option("--lr", type=float, help="Adam learning rate (default 2e-3 for bow, 1e-3 otherwise).")
 @click.option("--seed", type=int, help="Random seed (default 0).")
 @click.option("--patience", type=int,
               help="Stop after this many epochs without a better validation accuracy (default 3; 0: never).")

@@ -30,9 +30,9 @@ class BoWConfig:
     num_classes: int
     # Small on purpose: bigram features, not width, carry the accuracy, and every step
     # updates the whole table densely (optimizer cost grows with buckets x dim).
-    embedding_dim: int = 32
+    embedding_dim: int = 64
     num_buckets: int = 100_000  # hashed bigram buckets; 0 disables bigrams
-    dropout: float = 0.0
+    dropout: float = 0.5  # on the averaged vector: regularises like L2 on a linear model
 
     def __post_init__(self):
         check_int(self, "vocab_size", 2)
