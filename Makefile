@@ -21,17 +21,21 @@ test: install
 
 DATA := data/rotten-tomatoes
 MODEL := models/rotten-tomatoes
+LABELED := labeled/rotten-tomatoes-test
 TEXTCLF := $(VENV)/bin/textclf
 
-# The whole path on the built-in corpus: prepare, train with 2 Ray Train workers, evaluate, predict.
+# The whole path on the built-in corpus: prepare, train with 2 Ray Train workers, evaluate, predict, label.
 quickstart: install
 	$(TEXTCLF) prepare rotten-tomatoes $(DATA) --overwrite
 	$(TEXTCLF) train --train $(DATA)/train --validation $(DATA)/validation --out $(MODEL) --workers 2
 	$(TEXTCLF) evaluate $(MODEL) $(DATA)/test
 	$(TEXTCLF) predict $(MODEL) "A gorgeous, witty, heartfelt film." "Two hours I will never get back." \
 		"The plot is thin but the performances carry it."
+	$(TEXTCLF) label $(MODEL) $(DATA)/test $(LABELED) --probabilities --keep-columns text --overwrite
+	$(PY) -c "import pyarrow.dataset as d; print(d.dataset('$(LABELED)').head(5).to_pandas().to_string())"
 	@echo "prepared splits: $(DATA)/{train,validation,test}"
 	@echo "model bundle:    $(MODEL) (report: $(MODEL)/report, checkpoints: $(MODEL).checkpoints)"
+	@echo "labeled test:    $(LABELED) (manifest: $(LABELED)/_manifest.json)"
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import click
 
 from textclf.errors import TextclfError
@@ -156,6 +158,41 @@ def prepare(source, out, text_column, label_column, id_column, split_text, seed,
     click.echo(f"wrote {summary['out']}: {rows} rows (ids {summary['ids']})")
     click.echo(f"labels: {labels}")
     click.echo(f"dropped {summary['dropped']:,} rows with empty text or label")
+
+
+@cli.command()
+@click.argument("model_dir", type=click.Path())
+@click.argument("input_spec", metavar="INPUT")
+@click.argument("output", type=click.Path(file_okay=False))
+@click.option("--text-column", default="text", show_default=True)
+@click.option("--id-column", default="id", show_default=True,
+              help="Ids to carry over; files without it get ids from their path and row number.")
+@click.option("--keep-columns", default="", help="Comma-separated input columns copied to the output.")
+@click.option("--probabilities", is_flag=True, help="Add a probs column (label order in the schema metadata).")
+@click.option("--format", "fmt", type=click.Choice(["parquet", "arrow"]), default="parquet", show_default=True)
+@click.option("--concurrency", type=int, default=1, show_default=True, help="Inference actors.")
+@click.option("--use-gpu", is_flag=True, help="One GPU per inference actor.")
+@click.option("--overwrite", is_flag=True, help="Start over in an OUTPUT that holds another or a finished run.")
+@click.option("--address", envvar="RAY_ADDRESS", help="Existing Ray cluster; default: local Ray in-process.")
+def label(model_dir, input_spec, output, text_column, id_column, keep_columns, probabilities, fmt, concurrency,
+          use_gpu, overwrite, address) -> None:
+    """Label Parquet files with a bundle (Ray Data); every input row appears once in OUTPUT.
+
+    \b
+    Example:
+      textclf label models/rt data/rt/test labeled/rt-test --probabilities
+    """
+    from textclf.label import LabelConfig
+    from textclf.label import label as run_labeling
+
+    config = LabelConfig(text_column=text_column, id_column=id_column, probabilities=probabilities, format=fmt,
+                         keep_columns=tuple(c for c in keep_columns.split(",") if c), concurrency=concurrency,
+                         use_gpu=use_gpu)
+    manifest = run_labeling(model_dir, input_spec, output, config, overwrite=overwrite, address=address)
+    if manifest.get("already_complete"):
+        click.echo(f"{output} already holds this finished run; nothing to do (--overwrite starts over)")
+    click.echo(f"{manifest['rows_in']:,} rows in {len(manifest['inputs'])} file(s): {manifest['rows_labeled']:,} "
+               f"labeled, {manifest['rows_error']:,} with an error; manifest: {Path(output) / '_manifest.json'}")
 
 
 main = cli

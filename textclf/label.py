@@ -1,0 +1,238 @@
+"""`textclf label`: bulk offline labeling of Parquet corpora with Ray Data.
+
+Flow: input files (sorted, row counts from footers) -> Ray Data reads each file in chunks in CPU tasks,
+adding its path, row numbers and ids -> an actor pool loads the bundle once per actor and labels
+batches -> the driver streams each input's rows into a temporary file under OUTPUT and renames it
+into place once every row of that input has arrived. A committed output is never rewritten, so a
+rerun after a crash only does the inputs that were not committed. `_manifest.json` is written last.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+import uuid
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from textclf.bundle import read_bundle_meta
+from textclf.errors import DataError, PartialFailure
+from textclf.label_inputs import InputFile, discover_inputs
+from textclf.progress import Progress
+
+RUN, MANIFEST, SUCCESS = "_run.json", "_manifest.json", "_SUCCESS"
+TMP_PREFIX = ".tmp-"
+READ_ROWS = 4096  # rows per chunk read from an input file
+
+
+@dataclass(frozen=True)
+class LabelConfig:
+    text_column: str = "text"
+    id_column: str = "id"
+    keep_columns: tuple[str, ...] = ()
+    probabilities: bool = False
+    format: str = "parquet"
+    concurrency: int = 1
+    use_gpu: bool = False
+
+    def __post_init__(self) -> None:
+        if self.format not in ("parquet", "arrow"):
+            raise DataError(f"--format must be parquet or arrow, got {self.format!r}")
+        if self.concurrency < 1:
+            raise DataError(f"--concurrency must be >= 1, got {self.concurrency}")
+
+
+@dataclass
+class _FileState:
+    """One input being written: rows seen (to drop a retried batch's duplicates) and its writer."""
+
+    index: int
+    source: InputFile
+    output: str
+    seen: np.ndarray
+    tmp: str | None = None
+    writer: object = None
+    done: int = 0
+    failed: str | None = None
+
+
+def label(model_dir: str, input_spec: str, output: str, config: LabelConfig = LabelConfig(),
+          overwrite: bool = False, address: str | None = None) -> dict:
+    meta = read_bundle_meta(model_dir)  # a folder that is not a bundle fails here, before anything
+    filesystem, inputs = discover_inputs(input_spec)
+    out = Path(output)
+    # what makes a run the same run; through JSON so it compares equal to the stored copy
+    run = json.loads(json.dumps({"model_sha256": meta["weights_sha256"], "input": input_spec,
+                                 "inputs": [f.path for f in inputs], "config": asdict(config)}))
+    if _prepare_output(out, run, overwrite):
+        return {**json.loads((out / MANIFEST).read_text()), "already_complete": True}
+    _check_text_column(filesystem, inputs, config.text_column)
+    states = [_FileState(i, f, _output_name(i, f.path, config.format), np.zeros(f.rows or 0, bool))
+              for i, f in enumerate(inputs)]
+    pending = [s for s in states if s.source.error is None and not (out / s.output).exists()]
+    started = time.monotonic()
+    if pending:
+        _run_pipeline(model_dir, filesystem, pending, out, config, address)
+    rows_done = sum(s.done for s in pending)
+    return _write_manifest(out, run, states, rows_done, time.monotonic() - started)
+
+
+def _prepare_output(out: Path, run: dict, overwrite: bool) -> bool:
+    """Create or check OUTPUT; True when it already holds this exact finished run."""
+    if overwrite and out.exists():
+        for child in out.iterdir():
+            if child.is_file():
+                child.unlink()
+    out.mkdir(parents=True, exist_ok=True)
+    for stray in out.glob(TMP_PREFIX + "*"):  # left by a run that was killed mid-write
+        stray.unlink()
+    run_file = out / RUN
+    if run_file.exists():
+        previous = json.loads(run_file.read_text())
+        if previous != run:
+            what = "model" if previous.get("model_sha256") != run["model_sha256"] else "input or options"
+            raise DataError(f"OUTPUT {out} holds a run with a different {what}; use another OUTPUT or --overwrite")
+        if (out / SUCCESS).exists():
+            return True
+    elif any(out.iterdir()):
+        raise DataError(f"OUTPUT {out} is not empty and holds no textclf run; use another OUTPUT or --overwrite")
+    run_file.write_text(json.dumps(run, indent=1))
+    (out / MANIFEST).unlink(missing_ok=True)
+    return False
+
+
+def _check_text_column(filesystem, inputs: list[InputFile], text_column: str) -> None:
+    readable = [f for f in inputs if f.error is None]
+    missing = []
+    for f in readable:
+        with filesystem.open_input_file(f.path) as handle:
+            if text_column not in pq.ParquetFile(handle).schema_arrow.names:
+                missing.append(f)
+    if readable and len(missing) == len(readable):
+        raise DataError(f"INPUT has no column {text_column!r} (use --text-column)")
+    for f in missing:  # some files lack it: they fail, the others go on
+        inputs[inputs.index(f)] = InputFile(f.path, f.rows, f"no column {text_column!r}")
+
+
+def _output_name(index: int, path: str, fmt: str) -> str:
+    stem = Path(path).name.rsplit(".", 1)[0]
+    return f"part-{index:05d}-{stem}.{'parquet' if fmt == 'parquet' else 'arrow'}"
+
+
+def read_files(batch: pa.Table, filesystem, text_column: str, id_column: str, keep_columns: Sequence[str]):
+    """CPU task: input files -> chunks with `_file`, `_row`, `id` (given or derived), `text`, kept columns.
+    Streaming: a file is read a chunk at a time, never whole."""
+    for index, path in zip(batch["index"].to_pylist(), batch["path"].to_pylist()):
+        with filesystem.open_input_file(path) as handle:
+            parquet = pq.ParquetFile(handle)
+            has_id = id_column in parquet.schema_arrow.names
+            columns = list(dict.fromkeys([text_column, *([id_column] if has_id else []), *keep_columns]))
+            start = 0
+            for chunk in parquet.iter_batches(batch_size=READ_ROWS, columns=columns):
+                rows = np.arange(start, start + chunk.num_rows, dtype=np.int64)
+                start += chunk.num_rows
+                ids = (chunk.column(id_column).cast(pa.string()) if has_id
+                       else pa.array([f"{path}:{r}" for r in rows], pa.string()))
+                table = {"_file": pa.array(np.full(len(rows), index, np.int32)), "_row": pa.array(rows),
+                         "id": ids, "text": chunk.column(text_column)}
+                for name in keep_columns:
+                    table[name] = chunk.column(name)
+                yield pa.table(table)
+
+
+def _run_pipeline(model_dir: str, filesystem, pending: list[_FileState], out: Path, config: LabelConfig,
+                  address: str | None) -> None:
+    from textclf.labeler import BatchLabeler
+    from textclf.raysession import ray_session
+
+    by_index = {s.index: s for s in pending}
+    with ray_session(address):
+        import ray.data  # after the session sets Ray Data's log level
+
+        files = ray.data.from_items([{"index": s.index, "path": s.source.path} for s in pending],
+                                    override_num_blocks=len(pending))
+        chunks = files.map_batches(read_files, batch_size=1, batch_format="pyarrow",
+                                   fn_kwargs=dict(filesystem=filesystem, text_column=config.text_column,
+                                                  id_column=config.id_column, keep_columns=list(config.keep_columns)))
+        labeled = chunks.map_batches(
+            BatchLabeler, batch_format="pyarrow", batch_size=READ_ROWS,
+            fn_constructor_kwargs=dict(model_dir=str(Path(model_dir).resolve()), text_column="text",
+                                       keep_columns=["_file", "_row", *config.keep_columns],
+                                       probabilities=config.probabilities),
+            compute=ray.data.ActorPoolStrategy(size=config.concurrency), num_gpus=1 if config.use_gpu else 0)
+        progress = Progress("label", sum(s.source.rows for s in pending))
+        for batch in labeled.iter_batches(batch_format="pyarrow", batch_size=None):
+            for file_index in np.unique(batch["_file"].to_numpy()):
+                part = batch.filter(pc.equal(batch["_file"], int(file_index)))
+                _append(by_index[int(file_index)], part, out, config)
+            progress.update(batch.num_rows)
+        progress.close()
+    for state in pending:  # an input that did not deliver every row is not committed
+        if state.tmp and state.done != state.source.rows:
+            state.writer.close()
+            os.unlink(state.tmp)
+            state.failed = f"read stopped after {state.done} of {state.source.rows} rows"
+
+
+def _append(state: _FileState, part: pa.Table, out: Path, config: LabelConfig) -> None:
+    rows = part["_row"].to_numpy()
+    fresh = ~state.seen[rows]
+    if not fresh.all():  # a retried batch: keep each row once
+        part, rows = part.filter(pa.array(fresh)), rows[fresh]
+    state.seen[rows] = True
+    table = part.drop_columns(["_file", "_row"])
+    if state.writer is None:
+        state.tmp = str(out / f"{TMP_PREFIX}{uuid.uuid4().hex}-{state.output}")
+        state.writer = (pq.ParquetWriter(state.tmp, table.schema) if config.format == "parquet"
+                        else pa.ipc.new_file(state.tmp, table.schema))
+    state.writer.write_table(table) if config.format == "parquet" else state.writer.write(table)
+    state.done += table.num_rows
+    if state.done == state.source.rows:
+        state.writer.close()
+        os.replace(state.tmp, out / state.output)  # the commit: the output appears whole or not at all
+
+
+def _write_manifest(out: Path, run: dict, states: list[_FileState], rows_done: int, elapsed: float) -> dict:
+    inputs, failed = [], []
+    rows_labeled = rows_error = 0
+    for s in states:
+        committed = (out / s.output).exists()
+        error = s.source.error or s.failed or (None if committed else "not labeled")
+        entry = {"path": s.source.path, "rows": s.source.rows, "output": s.output if committed else None,
+                 "error": error}
+        inputs.append(entry)
+        if error:
+            failed.append({"path": s.source.path, "error": error})
+        elif committed:
+            errors = _read_output(out / s.output).column("error")
+            n_err = len(errors) - errors.null_count
+            rows_error += n_err
+            rows_labeled += len(errors) - n_err
+    rows_in = sum(s.source.rows or 0 for s in states)
+    manifest = {"model_sha256": run["model_sha256"], "input": run["input"], "inputs": inputs,
+                "outputs": [e["output"] for e in inputs if e["output"]], "rows_in": rows_in,
+                "rows_labeled": rows_labeled, "rows_error": rows_error, "failed_files": failed,
+                "rows_this_run": rows_done, "elapsed_s": round(elapsed, 2),
+                "docs_per_s": round(rows_done / elapsed, 1) if elapsed and rows_done else None}
+    tmp = out / (TMP_PREFIX + MANIFEST)
+    tmp.write_text(json.dumps(manifest, indent=1))
+    os.replace(tmp, out / MANIFEST)
+    if not failed:
+        (out / SUCCESS).write_text(json.dumps(manifest, indent=1))
+    else:
+        raise PartialFailure(f"{len(failed)} input file(s) could not be labeled; see {out / MANIFEST}")
+    return manifest
+
+
+def _read_output(path: Path) -> pa.Table:
+    if path.suffix == ".parquet":
+        return pq.read_table(path)
+    with pa.OSFile(str(path)) as f:
+        return pa.ipc.open_file(f).read_all()
