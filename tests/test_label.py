@@ -15,6 +15,7 @@ from textclf.cli import cli
 from textclf.errors import DataError, PartialFailure
 from textclf.inference import Predictor
 from textclf.label import LabelConfig, label
+from textclf.labeler import probs_labels
 from textclf.models import create_model
 from textclf.tokenizer import TokenizerConfig
 from textclf.vocab import Vocab
@@ -83,6 +84,8 @@ def test_every_row_exactly_once_with_errors_for_bad_text(bundles, corpus, tmp_pa
     assert manifest["rows_in"] == 900 and manifest["rows_labeled"] == 897 and manifest["rows_error"] == 3
     assert (out / "_SUCCESS").exists() and not [n for n in os.listdir(out) if n.startswith(".tmp-")]
     assert set(table["src"].to_pylist()) == {"x", "y", "z"}
+    assert probs_labels(table.schema) == ["neg", "pos"]
+    assert 0 < manifest["padding_efficiency"] <= 1 and manifest["tokens_per_s"] > 0
 
 
 def test_labels_equal_predict_for_the_same_text(bundles, corpus, tmp_path, ray_local):

@@ -8,7 +8,7 @@ import torch
 from textclf.bundle import save_bundle
 from textclf.errors import DataError
 from textclf.inference import Predictor
-from textclf.labeler import BatchLabeler, probs_labels
+from textclf.labeler import BatchLabeler, encode_texts, probs_labels
 from textclf.models import create_model
 from textclf.tokenizer import TokenizerConfig
 from textclf.vocab import Vocab
@@ -23,11 +23,18 @@ def bundle_dir(tmp_path_factory):
                            TokenizerConfig(), 16))
 
 
+def label_batch(bundle_dir, batch, text_column="text", **options):
+    return BatchLabeler(bundle_dir, **options)(encode_texts(batch, bundle_dir, text_column))
+
+
 def test_every_row_out_in_order_with_errors_for_unlabelable_text(bundle_dir):
     texts = ["a good film", None, "", "   \n\t", "bad plot " * 10_000, "great\x00\x07 film \u200f😀"]
     batch = pa.table({"id": ["a", "b", "c", "d", "e", "f"], "text": texts, "source": [1, 2, 3, 4, 5, 6]})
-    out = BatchLabeler(bundle_dir, keep_columns=["source"], probabilities=True)(batch)
-    assert out.column_names == ["id", "label", "confidence", "error", "probs", "source"]
+    out = label_batch(bundle_dir, batch, keep_columns=["source"], probabilities=True)
+    assert out.column_names == ["id", "label", "confidence", "error", "probs", "source", "_real_tokens",
+                                "_padded_tokens"]
+    real, padded = out["_real_tokens"].to_pylist(), out["_padded_tokens"].to_pylist()
+    assert real[0] > 0 and padded[0] >= real[0] and sum(real[1:]) == sum(padded[1:]) == 0
     assert out["id"].to_pylist() == ["a", "b", "c", "d", "e", "f"] and out["source"].to_pylist() == [1, 2, 3, 4, 5, 6]
     assert out["error"].to_pylist() == [None, "null text", "empty text", "whitespace-only text", None, None]
     labels = out["label"].to_pylist()
@@ -40,7 +47,7 @@ def test_every_row_out_in_order_with_errors_for_unlabelable_text(bundle_dir):
 
 def test_labels_and_confidences_match_predict(bundle_dir):
     texts = ["good film", "dull plot", "great great great film", "bad", "film " * 40]
-    out = BatchLabeler(bundle_dir)(pa.table({"id": [str(i) for i in range(5)], "text": texts}))
+    out = label_batch(bundle_dir, pa.table({"id": [str(i) for i in range(5)], "text": texts}))
     single = np.concatenate([Predictor(bundle_dir).predict_proba([t]) for t in texts])
     names = ["neg", "neu", "pos"]
     assert out["label"].to_pylist() == [names[i] for i in single.argmax(axis=1)]
@@ -49,16 +56,16 @@ def test_labels_and_confidences_match_predict(bundle_dir):
 
 def test_binary_text_is_decoded_and_invalid_utf8_is_an_error(bundle_dir):
     batch = pa.table({"id": pa.array([1, 2, 3]), "text": pa.array([b"good film", b"\xff\xfe bad", None], pa.binary())})
-    out = BatchLabeler(bundle_dir)(batch)
+    out = label_batch(bundle_dir, batch)
     assert out["id"].to_pylist() == ["1", "2", "3"]
     assert out["error"].to_pylist() == [None, "text is not valid UTF-8 (byte 0)", "null text"]
 
 
 def test_text_of_the_wrong_type_is_an_error_on_every_row(bundle_dir):
-    out = BatchLabeler(bundle_dir)(pa.table({"id": ["x", "y"], "text": [1, 2]}))
+    out = label_batch(bundle_dir, pa.table({"id": ["x", "y"], "text": [1, 2]}))
     assert out["label"].null_count == 2 and out["error"].to_pylist() == ["text is of type int64, not string"] * 2
 
 
 def test_missing_columns_are_named(bundle_dir):
     with pytest.raises(DataError, match="no column 'body'"):
-        BatchLabeler(bundle_dir, text_column="body")(pa.table({"id": ["x"], "text": ["good"]}))
+        label_batch(bundle_dir, pa.table({"id": ["x"], "text": ["good"]}), text_column="body")

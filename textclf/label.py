@@ -22,6 +22,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from textclf.batching import PaddingStats
 from textclf.bundle import read_bundle_meta
 from textclf.errors import DataError, PartialFailure
 from textclf.label_inputs import InputFile, discover_inputs
@@ -77,11 +78,11 @@ def label(model_dir: str, input_spec: str, output: str, config: LabelConfig = La
     states = [_FileState(i, f, _output_name(i, f.path, config.format), np.zeros(f.rows or 0, bool))
               for i, f in enumerate(inputs)]
     pending = [s for s in states if s.source.error is None and not (out / s.output).exists()]
-    started = time.monotonic()
+    started, padding = time.monotonic(), PaddingStats()
     if pending:
-        _run_pipeline(model_dir, filesystem, pending, out, config, address)
+        _run_pipeline(model_dir, filesystem, pending, out, config, address, padding)
     rows_done = sum(s.done for s in pending)
-    return _write_manifest(out, run, states, rows_done, time.monotonic() - started)
+    return _write_manifest(out, run, states, rows_done, padding, time.monotonic() - started)
 
 
 def _prepare_output(out: Path, run: dict, overwrite: bool) -> bool:
@@ -148,8 +149,8 @@ def read_files(batch: pa.Table, filesystem, text_column: str, id_column: str, ke
 
 
 def _run_pipeline(model_dir: str, filesystem, pending: list[_FileState], out: Path, config: LabelConfig,
-                  address: str | None) -> None:
-    from textclf.labeler import BatchLabeler
+                  address: str | None, padding: PaddingStats) -> None:
+    from textclf.labeler import STATS, BatchLabeler, encode_texts
     from textclf.raysession import ray_session
 
     by_index = {s.index: s for s in pending}
@@ -161,18 +162,23 @@ def _run_pipeline(model_dir: str, filesystem, pending: list[_FileState], out: Pa
         chunks = files.map_batches(read_files, batch_size=1, batch_format="pyarrow",
                                    fn_kwargs=dict(filesystem=filesystem, text_column=config.text_column,
                                                   id_column=config.id_column, keep_columns=list(config.keep_columns)))
-        labeled = chunks.map_batches(
+        model_dir = str(Path(model_dir).resolve())
+        # tokenizing stays on CPU tasks, so GPU actors only run the model
+        encoded = chunks.map_batches(encode_texts, batch_format="pyarrow", fn_kwargs=dict(model_dir=model_dir))
+        labeled = encoded.map_batches(
             BatchLabeler, batch_format="pyarrow", batch_size=READ_ROWS,
-            fn_constructor_kwargs=dict(model_dir=str(Path(model_dir).resolve()), text_column="text",
-                                       keep_columns=["_file", "_row", *config.keep_columns],
+            fn_constructor_kwargs=dict(model_dir=model_dir, keep_columns=["_file", "_row", *config.keep_columns],
                                        probabilities=config.probabilities),
             compute=ray.data.ActorPoolStrategy(size=config.concurrency), num_gpus=1 if config.use_gpu else 0)
         progress = Progress("label", sum(s.source.rows for s in pending))
         for batch in labeled.iter_batches(batch_format="pyarrow", batch_size=None):
+            padding.real_tokens += pc.sum(batch["_real_tokens"]).as_py() or 0
+            padding.padded_tokens += pc.sum(batch["_padded_tokens"]).as_py() or 0
+            batch = batch.drop_columns(list(STATS))
             for file_index in np.unique(batch["_file"].to_numpy()):
                 part = batch.filter(pc.equal(batch["_file"], int(file_index)))
                 _append(by_index[int(file_index)], part, out, config)
-            progress.update(batch.num_rows)
+            progress.update(batch.num_rows, tokens=padding.real_tokens, padding_efficiency=padding.efficiency)
         progress.close()
     for state in pending:  # an input that did not deliver every row is not committed
         if state.tmp and state.done != state.source.rows:
@@ -199,7 +205,8 @@ def _append(state: _FileState, part: pa.Table, out: Path, config: LabelConfig) -
         os.replace(state.tmp, out / state.output)  # the commit: the output appears whole or not at all
 
 
-def _write_manifest(out: Path, run: dict, states: list[_FileState], rows_done: int, elapsed: float) -> dict:
+def _write_manifest(out: Path, run: dict, states: list[_FileState], rows_done: int, padding: PaddingStats,
+                    elapsed: float) -> dict:
     inputs, failed = [], []
     rows_labeled = rows_error = 0
     for s in states:
@@ -220,7 +227,9 @@ def _write_manifest(out: Path, run: dict, states: list[_FileState], rows_done: i
                 "outputs": [e["output"] for e in inputs if e["output"]], "rows_in": rows_in,
                 "rows_labeled": rows_labeled, "rows_error": rows_error, "failed_files": failed,
                 "rows_this_run": rows_done, "elapsed_s": round(elapsed, 2),
-                "docs_per_s": round(rows_done / elapsed, 1) if elapsed and rows_done else None}
+                "docs_per_s": round(rows_done / elapsed, 1) if elapsed and rows_done else None,
+                "tokens_per_s": round(padding.real_tokens / elapsed, 1) if elapsed and rows_done else None,
+                "padding_efficiency": round(padding.efficiency, 4) if rows_done else None}
     tmp = out / (TMP_PREFIX + MANIFEST)
     tmp.write_text(json.dumps(manifest, indent=1))
     os.replace(tmp, out / MANIFEST)

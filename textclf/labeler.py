@@ -1,28 +1,61 @@
-"""Label one Arrow batch with a bundle: the callable that Ray Data's inference actors run.
+"""Labeling one Arrow batch, in two steps that Ray Data runs in different places:
 
-Loads the bundle once (in `__init__`, once per actor), then `__call__(batch)` returns one output row
-per input row, in order: `id`, `label`, `confidence`, `error` (+ `probs`, + kept columns). Rows that
-cannot be labeled get a null label and an `error` saying why, so no input row is ever dropped.
+- `encode_texts` (CPU tasks): text -> token ids with the bundle's tokenizer and vocabulary, or an
+  `error` saying why the row cannot be labeled (null, empty, whitespace-only, wrong type, bad UTF-8);
+- `BatchLabeler` (inference actors, GPU or CPU): loads the bundle once, then turns ids into `label`,
+  `confidence` (+ `probs`) with length-bucketed, padded batches.
+
+Every input row comes out, in order, so no row is ever dropped.
 """
 
 from __future__ import annotations
 
+import functools
 from typing import Sequence
 
 import numpy as np
 import pyarrow as pa
 
+from textclf.batching import PaddingStats
+from textclf.bundle import read_bundle_meta
+from textclf.encoding import cached_tokenizer, ids_column, list_arrays
 from textclf.errors import DataError
 from textclf.inference import Predictor
+from textclf.tokenizer import TokenizerConfig
+from textclf.vocab import Vocab
 
 PROBS_LABELS_KEY = b"textclf.probs_labels"  # schema metadata: label names in `probs` order
+STATS = ("_real_tokens", "_padded_tokens")  # per-batch padding figures, carried on the batch's first row
+
+
+@functools.lru_cache(maxsize=2)
+def _bundle_encoder(model_dir: str) -> tuple[TokenizerConfig, Vocab, int]:
+    meta = read_bundle_meta(model_dir)  # the JSON only: encoding needs no weights
+    return TokenizerConfig(**meta["tokenizer"]), Vocab(meta["vocab"]), int(meta["max_tokens"])
+
+
+def encode_texts(batch: pa.Table, model_dir: str, text_column: str = "text") -> pa.Table:
+    """Replace the text column with `_ids` (list<int32>) and `error` (null when encodable)."""
+    if text_column not in batch.column_names:
+        raise DataError(f"input has no column {text_column!r} (columns: {', '.join(batch.column_names)})")
+    tokenizer_config, vocab, max_tokens = _bundle_encoder(model_dir)
+    texts, errors = readable_texts(batch.column(text_column))
+    rows = [i for i, e in enumerate(errors) if e is None]
+    tokens = cached_tokenizer(tokenizer_config).tokenize_batch([texts[i] for i in rows])
+    sequences = [np.zeros(0, np.int32)] * batch.num_rows
+    for i, encoded in zip(rows, vocab.encode_batch(tokens, max_tokens)):
+        sequences[i] = encoded
+    return (batch.drop_columns([text_column]).append_column("_ids", ids_column(sequences))
+            .append_column("error", pa.array(errors, pa.string())))
 
 
 class BatchLabeler:
-    def __init__(self, model_dir: str, text_column: str = "text", id_column: str = "id",
-                 keep_columns: Sequence[str] = (), probabilities: bool = False, device: str | None = None) -> None:
+    """Callable for Ray Data's actor pool: `_ids` + `error` -> id, label, confidence, error (+ probs,
+    + kept columns, + the batch's padding figures in `_real_tokens` / `_padded_tokens`)."""
+
+    def __init__(self, model_dir: str, keep_columns: Sequence[str] = (), probabilities: bool = False,
+                 device: str | None = None) -> None:
         self.predictor = Predictor(model_dir, device=device)
-        self.text_column, self.id_column = text_column, id_column
         self.keep_columns = list(keep_columns)
         self.probabilities = probabilities
 
@@ -30,33 +63,31 @@ class BatchLabeler:
     def labels(self) -> list[str]:
         return self.predictor.labels
 
-    def output_schema(self, batch_schema: pa.Schema | None = None) -> pa.Schema:
+    def output_schema(self, batch_schema: pa.Schema) -> pa.Schema:
         fields = [pa.field("id", pa.string()), pa.field("label", pa.string()),
                   pa.field("confidence", pa.float32()), pa.field("error", pa.string())]
         if self.probabilities:
             fields.append(pa.field("probs", pa.list_(pa.float32())))
-        if batch_schema is not None:
-            fields += [batch_schema.field(name) for name in self.keep_columns]
+        fields += [batch_schema.field(name) for name in self.keep_columns]
+        fields += [pa.field(name, pa.int64()) for name in STATS]
         metadata = {PROBS_LABELS_KEY: "\t".join(self.labels).encode()} if self.probabilities else None
         return pa.schema(fields, metadata=metadata)
 
     def __call__(self, batch: pa.Table) -> pa.Table:
-        for name in [self.text_column, self.id_column, *self.keep_columns]:
-            if name not in batch.column_names:
-                raise DataError(f"input has no column {name!r} (columns: {', '.join(batch.column_names)})")
-        texts, errors = readable_texts(batch.column(self.text_column))
-        rows = [i for i, e in enumerate(errors) if e is None]
-        probs = np.zeros((batch.num_rows, len(self.labels)), dtype=np.float32)
-        if rows:
-            probs[rows] = self.predictor.predict_proba([texts[i] for i in rows])
-        best = probs.argmax(axis=1)
+        errors = batch.column("error").to_pylist()
         ok = np.array([e is None for e in errors], dtype=bool)
+        sequences = list_arrays(batch.column("_ids"))
+        probs = np.zeros((batch.num_rows, len(self.labels)), dtype=np.float32)
+        self.predictor.padding = padding = PaddingStats()
+        if ok.any():
+            probs[ok] = self.predictor.predict_encoded([s for s, good in zip(sequences, ok) if good])
+        best = probs.argmax(axis=1)
         names = np.array(self.labels, dtype=object)[best]
         columns = {
-            "id": batch.column(self.id_column).cast(pa.string()),
+            "id": batch.column("id").cast(pa.string()),
             "label": pa.array(np.where(ok, names, None).tolist(), pa.string()),
             "confidence": pa.array(probs[np.arange(len(best)), best], pa.float32(), mask=~ok),
-            "error": pa.array(errors, pa.string()),
+            "error": batch.column("error"),
         }
         if self.probabilities:
             flat = pa.array(probs.ravel(), pa.float32())
@@ -64,6 +95,8 @@ class BatchLabeler:
             columns["probs"] = pa.ListArray.from_arrays(offsets, flat, mask=pa.array(~ok))
         for name in self.keep_columns:
             columns[name] = batch.column(name)
+        for name, value in zip(STATS, (padding.real_tokens, padding.padded_tokens)):
+            columns[name] = pa.array([value] + [0] * (batch.num_rows - 1), pa.int64())
         return pa.Table.from_pydict(columns, schema=self.output_schema(batch.schema))
 
 
