@@ -70,7 +70,7 @@ def _read_all(out):
 @pytest.mark.parametrize("fmt", ["parquet", "arrow"])
 def test_every_row_exactly_once_with_errors_for_bad_text(bundles, corpus, tmp_path, ray_local, fmt):
     out = tmp_path / "out"
-    manifest = label(bundles[0], str(corpus), str(out), LabelConfig(format=fmt, keep_columns=("src",),
+    manifest = label(bundles[0], str(corpus), str(out), LabelConfig(format=fmt, keep_columns=("src", "text"),
                                                                      probabilities=True))
     table = _read_all(out)
     ids = table["id"].to_pylist()
@@ -84,6 +84,7 @@ def test_every_row_exactly_once_with_errors_for_bad_text(bundles, corpus, tmp_pa
     assert manifest["rows_in"] == 900 and manifest["rows_labeled"] == 897 and manifest["rows_error"] == 3
     assert (out / "_SUCCESS").exists() and not [n for n in os.listdir(out) if n.startswith(".tmp-")]
     assert set(table["src"].to_pylist()) == {"x", "y", "z"}
+    assert dict(zip(ids, table["text"].to_pylist()))["a395"] is None  # the text column itself can be kept
     assert probs_labels(table.schema) == ["neg", "pos"]
     assert 0 < manifest["padding_efficiency"] <= 1 and manifest["tokens_per_s"] > 0
 

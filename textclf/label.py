@@ -129,7 +129,7 @@ def _output_name(index: int, path: str, fmt: str) -> str:
 
 
 def read_files(batch: pa.Table, filesystem, text_column: str, id_column: str, keep_columns: Sequence[str]):
-    """CPU task: input files -> chunks with `_file`, `_row`, `id` (given or derived), `text`, kept columns.
+    """CPU task: input files -> chunks with `_file`, `_row`, `id` (given or derived), `_text`, kept columns.
     Streaming: a file is read a chunk at a time, never whole."""
     for index, path in zip(batch["index"].to_pylist(), batch["path"].to_pylist()):
         with filesystem.open_input_file(path) as handle:
@@ -142,8 +142,9 @@ def read_files(batch: pa.Table, filesystem, text_column: str, id_column: str, ke
                 start += chunk.num_rows
                 ids = (chunk.column(id_column).cast(pa.string()) if has_id
                        else pa.array([f"{path}:{r}" for r in rows], pa.string()))
+                # `_text`, not the user's name, so keeping the text column itself does not collide
                 table = {"_file": pa.array(np.full(len(rows), index, np.int32)), "_row": pa.array(rows),
-                         "id": ids, "text": chunk.column(text_column)}
+                         "id": ids, "_text": chunk.column(text_column)}
                 for name in keep_columns:
                     table[name] = chunk.column(name)
                 yield pa.table(table)
@@ -165,7 +166,8 @@ def _run_pipeline(model_dir: str, filesystem, pending: list[_FileState], out: Pa
                                                   id_column=config.id_column, keep_columns=list(config.keep_columns)))
         model_dir = str(Path(model_dir).resolve())
         # tokenizing stays on CPU tasks, so GPU actors only run the model
-        encoded = chunks.map_batches(encode_texts, batch_format="pyarrow", fn_kwargs=dict(model_dir=model_dir))
+        encoded = chunks.map_batches(encode_texts, batch_format="pyarrow",
+                                     fn_kwargs=dict(model_dir=model_dir, text_column="_text"))
         labeled = encoded.map_batches(
             BatchLabeler, batch_format="pyarrow", batch_size=INFER_ROWS,
             fn_constructor_kwargs=dict(model_dir=model_dir, keep_columns=["_file", "_row", *config.keep_columns],
