@@ -32,8 +32,7 @@ quickstart: install
 	$(TEXTCLF) predict $(MODEL) "A gorgeous, witty, heartfelt film." "Two hours I will never get back." \
 		"The plot is thin but the performances carry it."
 	$(TEXTCLF) label $(MODEL) $(DATA)/test $(LABELED) --probabilities --keep-columns text --overwrite
-	$(PY) -c "import pandas as pd, pyarrow.dataset as d; pd.set_option('display.max_colwidth', 50); \
-		print(d.dataset('$(LABELED)').head(5).to_pandas().to_string())"
+	$(PY) -c "import pyarrow.dataset as d; print(d.dataset('$(LABELED)').head(5).to_pandas().to_string(max_colwidth=50))"
 	@echo "prepared splits: $(DATA)/{train,validation,test}"
 	@echo "model bundle:    $(MODEL) (report: $(MODEL)/report, checkpoints: $(MODEL).checkpoints)"
 	@echo "labeled test:    $(LABELED) (manifest: $(LABELED)/_manifest.json)"
