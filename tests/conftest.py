@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import os
 import random
 from pathlib import Path
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
@@ -45,6 +47,48 @@ def tiny_corpus(tmp_path_factory) -> Path:
     write_split(root / "validation", synthetic_rows(201, seed=2))  # odd: an uneven split across 2 ranks
     write_split(root / "test", synthetic_rows(200, seed=3))
     return root
+
+
+def make_label_bundle(path: Path, seed: int) -> str:
+    """A small random `bow` bundle: labeling tests need a model, not a trained one."""
+    import torch
+
+    from textclf.bundle import save_bundle
+    from textclf.models import create_model
+    from textclf.tokenizer import TokenizerConfig
+    from textclf.vocab import Vocab
+
+    torch.manual_seed(seed)
+    vocab = Vocab(["<pad>", "<unk>", "good", "bad", "film", "plot", "great", "dull"])
+    model = create_model("bow", vocab_size=len(vocab), num_classes=2, num_buckets=50).eval()
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(torch.randn_like(p))
+    return str(save_bundle(path, model, "bow", vocab, ["neg", "pos"], TokenizerConfig(), 32))
+
+
+@pytest.fixture(scope="session")
+def label_bundles(tmp_path_factory) -> tuple[str, str]:
+    root = tmp_path_factory.mktemp("bundles")
+    return make_label_bundle(root / "a", 0), make_label_bundle(root / "b", 1)
+
+
+def random_texts(n: int, seed: int = 0) -> list[str]:
+    words = np.array(["good", "bad", "film", "plot", "great", "dull", "the"])
+    rng = np.random.default_rng(seed)
+    return [" ".join(rng.choice(words, rng.integers(1, 30))) for _ in range(n)]
+
+
+def read_labeled(out: Path) -> pa.Table:
+    """Every output file under a labeling OUTPUT, Parquet or Arrow, as one table."""
+    tables = []
+    for name in sorted(os.listdir(out)):
+        if name.endswith(".parquet"):
+            tables.append(pq.read_table(out / name))
+        elif name.endswith(".arrow"):
+            with pa.OSFile(str(out / name)) as f:
+                tables.append(pa.ipc.open_file(f).read_all())
+    return pa.concat_tables(tables)
 
 
 @pytest.fixture(scope="session")

@@ -3,49 +3,26 @@
 import json
 import os
 
-import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-import torch
 from click.testing import CliRunner
+from conftest import random_texts, read_labeled
 
-from textclf.bundle import save_bundle
 from textclf.cli import cli
-from textclf.errors import DataError, PartialFailure
+from textclf.errors import DataError
 from textclf.inference import Predictor
 from textclf.label import LabelConfig, label
 from textclf.labeler import probs_labels
-from textclf.models import create_model
-from textclf.tokenizer import TokenizerConfig
-from textclf.vocab import Vocab
 
 pytestmark = pytest.mark.ray
 BAD = [None, "", "   \t\n", "great film " * 200_000, "good\x00\x1b[31m film"]
 
 
-def _bundle(path, seed):
-    torch.manual_seed(seed)
-    vocab = Vocab(["<pad>", "<unk>", "good", "bad", "film", "plot", "great", "dull"])
-    model = create_model("bow", vocab_size=len(vocab), num_classes=2, num_buckets=50).eval()
-    with torch.no_grad():
-        for p in model.parameters():
-            p.add_(torch.randn_like(p))
-    return str(save_bundle(path, model, "bow", vocab, ["neg", "pos"], TokenizerConfig(), 32))
-
-
-@pytest.fixture(scope="module")
-def bundles(tmp_path_factory):
-    root = tmp_path_factory.mktemp("bundles")
-    return _bundle(root / "a", 0), _bundle(root / "b", 1)
-
-
 @pytest.fixture
 def corpus(tmp_path):
     """3 files: ids given in two (one with the bad texts), none in the third."""
-    words = np.array(["good", "bad", "film", "plot", "great", "dull", "the"])
-    rng = np.random.default_rng(0)
-    texts = [" ".join(rng.choice(words, rng.integers(1, 30))) for _ in range(900)]
+    texts = random_texts(900)
     root = tmp_path / "in"
     (root / "sub").mkdir(parents=True)
     pq.write_table(pa.table({"id": [f"a{i}" for i in range(400)], "text": texts[:395] + BAD,
@@ -56,23 +33,12 @@ def corpus(tmp_path):
     return root
 
 
-def _read_all(out):
-    tables = []
-    for name in sorted(os.listdir(out)):
-        if name.endswith(".parquet"):
-            tables.append(pq.read_table(out / name))
-        elif name.endswith(".arrow"):
-            with pa.OSFile(str(out / name)) as f:
-                tables.append(pa.ipc.open_file(f).read_all())
-    return pa.concat_tables(tables)
-
-
 @pytest.mark.parametrize("fmt", ["parquet", "arrow"])
-def test_every_row_exactly_once_with_errors_for_bad_text(bundles, corpus, tmp_path, ray_local, fmt):
+def test_every_row_exactly_once_with_errors_for_bad_text(label_bundles, corpus, tmp_path, ray_local, fmt):
     out = tmp_path / "out"
-    manifest = label(bundles[0], str(corpus), str(out), LabelConfig(format=fmt, keep_columns=("src", "text"),
+    manifest = label(label_bundles[0], str(corpus), str(out), LabelConfig(format=fmt, keep_columns=("src", "text"),
                                                                      probabilities=True))
-    table = _read_all(out)
+    table = read_labeled(out)
     ids = table["id"].to_pylist()
     assert len(ids) == len(set(ids)) == 900
     assert {i for i in ids if i.startswith("a")} == {f"a{i}" for i in range(400)}
@@ -89,34 +55,36 @@ def test_every_row_exactly_once_with_errors_for_bad_text(bundles, corpus, tmp_pa
     assert 0 < manifest["padding_efficiency"] <= 1 and manifest["tokens_per_s"] > 0
 
 
-def test_labels_equal_predict_for_the_same_text(bundles, corpus, tmp_path, ray_local):
+def test_labels_equal_predict_for_the_same_text(label_bundles, corpus, tmp_path, ray_local):
     out = tmp_path / "out"
-    label(bundles[0], str(corpus / "sub"), str(out))
-    table = _read_all(out)
+    label(label_bundles[0], str(corpus / "sub"), str(out))
+    table = read_labeled(out)
     texts = dict(zip(pq.read_table(corpus / "sub" / "b.parquet")["id"].to_pylist(),
                      pq.read_table(corpus / "sub" / "b.parquet")["text"].to_pylist()))
-    predictor = Predictor(bundles[0], device="cpu")
+    predictor = Predictor(label_bundles[0], device="cpu")
     sample = table.slice(0, 100)
     for row in sample.to_pylist():
         probs = predictor.predict_proba([texts[row["id"]]])[0]
         assert row["label"] == ["neg", "pos"][probs.argmax()] and abs(row["confidence"] - probs.max()) < 1e-4
 
 
-def test_rerun_is_a_no_op_and_another_model_is_refused(bundles, corpus, tmp_path, ray_local):
+def test_rerun_is_a_no_op_and_another_model_is_refused(label_bundles, corpus, tmp_path, ray_local):
     out = tmp_path / "out"
-    label(bundles[0], str(corpus), str(out))
+    label(label_bundles[0], str(corpus), str(out))
     before = {n: os.stat(out / n).st_mtime_ns for n in os.listdir(out)}
-    assert label(bundles[0], str(corpus), str(out))["already_complete"]
+    assert label(label_bundles[0], str(corpus), str(out))["already_complete"]
     assert {n: os.stat(out / n).st_mtime_ns for n in os.listdir(out)} == before
     with pytest.raises(DataError, match="different model"):
-        label(bundles[1], str(corpus), str(out))
-    label(bundles[1], str(corpus), str(out), overwrite=True)
+        label(label_bundles[1], str(corpus), str(out))
+    # options that do not shape the output may change between runs of the same OUTPUT
+    assert label(label_bundles[0], str(corpus), str(out), LabelConfig(concurrency=2, batch_tokens=512))["already_complete"]
+    label(label_bundles[1], str(corpus), str(out), overwrite=True)
     assert json.loads((out / "_manifest.json").read_text())["rows_in"] == 900
 
 
-def test_resume_redoes_only_uncommitted_inputs(bundles, corpus, tmp_path, ray_local):
+def test_resume_redoes_only_uncommitted_inputs(label_bundles, corpus, tmp_path, ray_local):
     out = tmp_path / "out"
-    label(bundles[0], str(corpus), str(out))
+    label(label_bundles[0], str(corpus), str(out))
     parts = sorted(n for n in os.listdir(out) if n.startswith("part-"))
     kept = {n: os.stat(out / n).st_mtime_ns for n in parts[1:]}
     # as after a crash: one input not committed, a half-written temporary file, no manifest
@@ -124,28 +92,18 @@ def test_resume_redoes_only_uncommitted_inputs(bundles, corpus, tmp_path, ray_lo
     (out / "_SUCCESS").unlink()
     (out / "_manifest.json").unlink()
     (out / f".tmp-deadbeef-{parts[0]}").write_bytes(b"half a file")
-    label(bundles[0], str(corpus), str(out))
+    label(label_bundles[0], str(corpus), str(out))
     assert {n: os.stat(out / n).st_mtime_ns for n in parts[1:]} == kept
-    ids = _read_all(out)["id"].to_pylist()
+    ids = read_labeled(out)["id"].to_pylist()
     assert len(ids) == len(set(ids)) == 900 and not [n for n in os.listdir(out) if n.startswith(".tmp-")]
 
 
-def test_unreadable_input_is_named_and_the_others_complete(bundles, corpus, tmp_path, ray_local):
-    (corpus / "broken.parquet").write_bytes(b"PAR1 not really")
-    out = tmp_path / "out"
-    with pytest.raises(PartialFailure):
-        label(bundles[0], str(corpus), str(out))
-    manifest = json.loads((out / "_manifest.json").read_text())
-    assert [f["path"].rsplit("/", 1)[-1] for f in manifest["failed_files"]] == ["broken.parquet"]
-    assert manifest["rows_labeled"] + manifest["rows_error"] == 900 and not (out / "_SUCCESS").exists()
-
-
-def test_cli_exit_codes(bundles, corpus, tmp_path):
+def test_cli_exit_codes(label_bundles, corpus, tmp_path):
     runner = CliRunner()
-    result = runner.invoke(cli, ["label", bundles[0], str(corpus), str(tmp_path / "o"), "--text-column", "body"])
+    result = runner.invoke(cli, ["label", label_bundles[0], str(corpus), str(tmp_path / "o"), "--text-column", "body"])
     assert result.exit_code == 2 and "no column 'body'" in result.output
     (tmp_path / "empty").mkdir()
-    result = runner.invoke(cli, ["label", bundles[0], str(tmp_path / "empty"), str(tmp_path / "o2")])
+    result = runner.invoke(cli, ["label", label_bundles[0], str(tmp_path / "empty"), str(tmp_path / "o2")])
     assert result.exit_code == 2 and "no Parquet files" in result.output
     result = runner.invoke(cli, ["label", str(tmp_path), str(corpus), str(tmp_path / "o3")])
     assert result.exit_code == 2 and "not a model bundle" in result.output

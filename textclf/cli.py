@@ -170,12 +170,16 @@ def prepare(source, out, text_column, label_column, id_column, split_text, seed,
 @click.option("--keep-columns", default="", help="Comma-separated input columns copied to the output.")
 @click.option("--probabilities", is_flag=True, help="Add a probs column (label order in the schema metadata).")
 @click.option("--format", "fmt", type=click.Choice(["parquet", "arrow"]), default="parquet", show_default=True)
+@click.option("--batch-tokens", type=int, default=16_384, show_default=True,
+              help="Padded tokens per inference batch (more: faster on GPU, more memory).")
 @click.option("--concurrency", type=int, default=1, show_default=True, help="Inference actors.")
 @click.option("--use-gpu", is_flag=True, help="One GPU per inference actor.")
+@click.option("--stall-timeout", type=float, default=900, show_default=True,
+              help="Fail when no rows are labeled for this many seconds (a hung actor).")
 @click.option("--overwrite", is_flag=True, help="Start over in an OUTPUT that holds another or a finished run.")
 @click.option("--address", envvar="RAY_ADDRESS", help="Existing Ray cluster; default: local Ray in-process.")
-def label(model_dir, input_spec, output, text_column, id_column, keep_columns, probabilities, fmt, concurrency,
-          use_gpu, overwrite, address) -> None:
+def label(model_dir, input_spec, output, text_column, id_column, keep_columns, probabilities, fmt, batch_tokens,
+          concurrency, use_gpu, stall_timeout, overwrite, address) -> None:
     """Label Parquet files with a bundle (Ray Data); every input row appears once in OUTPUT.
 
     \b
@@ -187,7 +191,7 @@ def label(model_dir, input_spec, output, text_column, id_column, keep_columns, p
 
     config = LabelConfig(text_column=text_column, id_column=id_column, probabilities=probabilities, format=fmt,
                          keep_columns=tuple(c for c in keep_columns.split(",") if c), concurrency=concurrency,
-                         use_gpu=use_gpu)
+                         use_gpu=use_gpu, batch_tokens=batch_tokens, stall_timeout_s=stall_timeout)
     manifest = run_labeling(model_dir, input_spec, output, config, overwrite=overwrite, address=address)
     if manifest.get("already_complete"):
         click.echo(f"{output} already holds this finished run; nothing to do (--overwrite starts over)")

@@ -9,27 +9,36 @@ rerun after a crash only does the inputs that were not committed. `_manifest.jso
 
 from __future__ import annotations
 
+import contextlib
+import errno
+import fcntl
 import json
 import os
+import queue
+import signal
+import threading
 import time
 import uuid
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import Iterator, Sequence
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from textclf.batching import PaddingStats
+from textclf.batching import BatchingConfig, PaddingStats
 from textclf.bundle import read_bundle_meta
-from textclf.errors import DataError, PartialFailure
+from textclf.errors import DataError, PartialFailure, TextclfError
+from textclf.faults import fault, worker_env
+from textclf.inference import INFERENCE_BATCHING
 from textclf.label_inputs import InputFile, discover_inputs
 from textclf.progress import Progress
 
 RUN, MANIFEST, SUCCESS = "_run.json", "_manifest.json", "_SUCCESS"
-TMP_PREFIX = ".tmp-"
+LOCK = ".lock"  # held (flock) by the run writing OUTPUT; the kernel drops it when that process dies
+TMP_PREFIX = ".tmp-"  # hidden, so readers of OUTPUT (pyarrow datasets, Spark) skip unfinished files
 READ_ROWS = 4096  # rows per chunk read from an input file
 INFER_ROWS = 16_384  # rows per inference call: the window sorted by length, so larger pads less
 
@@ -43,12 +52,23 @@ class LabelConfig:
     format: str = "parquet"
     concurrency: int = 1
     use_gpu: bool = False
+    batch_tokens: int = INFERENCE_BATCHING.batch_tokens
+    stall_timeout_s: float = 900.0  # no labeled rows for this long: an actor is hung, fail the run
 
     def __post_init__(self) -> None:
         if self.format not in ("parquet", "arrow"):
             raise DataError(f"--format must be parquet or arrow, got {self.format!r}")
         if self.concurrency < 1:
             raise DataError(f"--concurrency must be >= 1, got {self.concurrency}")
+        if self.batch_tokens < 1:
+            raise DataError(f"--batch-tokens must be >= 1, got {self.batch_tokens}")
+        if self.stall_timeout_s <= 0:
+            raise DataError(f"--stall-timeout must be > 0, got {self.stall_timeout_s}")
+
+    def output_options(self) -> dict:
+        """The options that shape the output; the others (speed, placement) may change on a rerun."""
+        return {k: v for k, v in asdict(self).items()
+                if k in ("text_column", "id_column", "keep_columns", "probabilities", "format")}
 
 
 @dataclass
@@ -72,27 +92,67 @@ def label(model_dir: str, input_spec: str, output: str, config: LabelConfig = La
     out = Path(output)
     # what makes a run the same run; through JSON so it compares equal to the stored copy
     run = json.loads(json.dumps({"model_sha256": meta["weights_sha256"], "input": input_spec,
-                                 "inputs": [f.path for f in inputs], "config": asdict(config)}))
-    if _prepare_output(out, run, overwrite):
-        return {**json.loads((out / MANIFEST).read_text()), "already_complete": True}
-    _check_text_column(filesystem, inputs, config.text_column)
-    states = [_FileState(i, f, _output_name(i, f.path, config.format), np.zeros(f.rows or 0, bool))
-              for i, f in enumerate(inputs)]
-    pending = [s for s in states if s.source.error is None and not (out / s.output).exists()]
-    started, padding = time.monotonic(), PaddingStats()
-    if pending:
-        _run_pipeline(model_dir, filesystem, pending, out, config, address, padding)
-    rows_done = sum(s.done for s in pending)
-    return _write_manifest(out, run, states, rows_done, padding, time.monotonic() - started)
+                                 "inputs": [f.path for f in inputs], "config": config.output_options()}))
+    with _locked(out):
+        try:
+            if _prepare_output(out, run, overwrite):
+                return {**json.loads((out / MANIFEST).read_text()), "already_complete": True}
+        except OSError as e:
+            raise DataError(f"cannot write to OUTPUT {out}: {e.strerror or e}") from None
+        _check_columns(filesystem, inputs, config)
+        states = [_FileState(i, f, _output_name(i, f.path, config.format), np.zeros(f.rows or 0, bool))
+                  for i, f in enumerate(inputs)]
+        pending = [s for s in states if s.source.error is None and not (out / s.output).exists()]
+        started, padding = time.monotonic(), PaddingStats()
+        for state in [s for s in pending if s.source.rows == 0]:
+            _commit_empty(state, filesystem, out, config, meta["labels"])
+            pending.remove(state)
+        try:
+            if pending:
+                _run_pipeline(model_dir, filesystem, pending, out, config, address, padding)
+            rows_done = sum(s.done for s in pending)
+            return _write_manifest(out, run, states, rows_done, padding, time.monotonic() - started)
+        except OSError as e:  # disk full, permissions changed under us, a storage outage
+            raise TextclfError(f"cannot write to OUTPUT {out}: {e.strerror or e}; "
+                               "partial files were removed, rerun the same command to resume") from None
+        finally:
+            _discard_uncommitted(pending)
+
+
+@contextlib.contextmanager
+def _locked(out: Path) -> Iterator[None]:
+    """Hold OUTPUT's lock for the run, so a second run on the same OUTPUT is refused, not interleaved."""
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        handle = open(out / LOCK, "a")
+    except OSError as e:
+        raise DataError(f"cannot write to OUTPUT {out}: {e.strerror or e}") from None
+    with handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise DataError(f"OUTPUT {out} is in use by another textclf label run; "
+                            "wait for it to finish or use another OUTPUT") from None
+        yield
+
+
+def _discard_uncommitted(states: list[_FileState]) -> None:
+    """A run that stops early leaves committed outputs only; a rerun redoes the rest."""
+    for state in states:
+        if state.writer is not None and state.done != state.source.rows:
+            with contextlib.suppress(Exception):
+                state.writer.close()
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(state.tmp)
+            state.writer = None
 
 
 def _prepare_output(out: Path, run: dict, overwrite: bool) -> bool:
     """Create or check OUTPUT; True when it already holds this exact finished run."""
     if overwrite and out.exists():
         for child in out.iterdir():
-            if child.is_file():
+            if child.is_file() and child.name != LOCK:
                 child.unlink()
-    out.mkdir(parents=True, exist_ok=True)
     for stray in out.glob(TMP_PREFIX + "*"):  # left by a run that was killed mid-write
         stray.unlink()
     run_file = out / RUN
@@ -103,24 +163,30 @@ def _prepare_output(out: Path, run: dict, overwrite: bool) -> bool:
             raise DataError(f"OUTPUT {out} holds a run with a different {what}; use another OUTPUT or --overwrite")
         if (out / SUCCESS).exists():
             return True
-    elif any(out.iterdir()):
+    elif any(child.name != LOCK for child in out.iterdir()):
         raise DataError(f"OUTPUT {out} is not empty and holds no textclf run; use another OUTPUT or --overwrite")
     run_file.write_text(json.dumps(run, indent=1))
     (out / MANIFEST).unlink(missing_ok=True)
     return False
 
 
-def _check_text_column(filesystem, inputs: list[InputFile], text_column: str) -> None:
+def _check_columns(filesystem, inputs: list[InputFile], config: LabelConfig) -> None:
+    """A file without the text column or a kept column fails by name; the others go on."""
     readable = [f for f in inputs if f.error is None]
-    missing = []
+    missing: dict[str, list[str]] = {}
     for f in readable:
         with filesystem.open_input_file(f.path) as handle:
-            if text_column not in pq.ParquetFile(handle).schema_arrow.names:
-                missing.append(f)
+            names = pq.ParquetFile(handle).schema_arrow.names
+        lacking = [c for c in (config.text_column, *config.keep_columns) if c not in names]
+        if lacking:
+            missing[f.path] = lacking
     if readable and len(missing) == len(readable):
-        raise DataError(f"INPUT has no column {text_column!r} (use --text-column)")
-    for f in missing:  # some files lack it: they fail, the others go on
-        inputs[inputs.index(f)] = InputFile(f.path, f.rows, f"no column {text_column!r}")
+        first = next(iter(missing.values()))[0]
+        hint = " (use --text-column)" if first == config.text_column else " (see --keep-columns)"
+        raise DataError(f"INPUT has no column {first!r}{hint}")
+    for i, f in enumerate(inputs):
+        if f.path in missing:
+            inputs[i] = InputFile(f.path, f.rows, "no column " + ", ".join(map(repr, missing[f.path])))
 
 
 def _output_name(index: int, path: str, fmt: str) -> str:
@@ -140,8 +206,9 @@ def read_files(batch: pa.Table, filesystem, text_column: str, id_column: str, ke
             for chunk in parquet.iter_batches(batch_size=READ_ROWS, columns=columns):
                 rows = np.arange(start, start + chunk.num_rows, dtype=np.int64)
                 start += chunk.num_rows
-                ids = (chunk.column(id_column).cast(pa.string()) if has_id
-                       else pa.array([f"{path}:{r}" for r in rows], pa.string()))
+                derived = pa.array([f"{path}:{r}" for r in rows], pa.string())
+                # ids of any type become strings; a null id is replaced by the derived one, never kept null
+                ids = pc.coalesce(chunk.column(id_column).cast(pa.string()), derived) if has_id else derived
                 # `_text`, not the user's name, so keeping the text column itself does not collide
                 table = {"_file": pa.array(np.full(len(rows), index, np.int32)), "_row": pa.array(rows),
                          "id": ids, "_text": chunk.column(text_column)}
@@ -168,26 +235,59 @@ def _run_pipeline(model_dir: str, filesystem, pending: list[_FileState], out: Pa
         # tokenizing stays on CPU tasks, so GPU actors only run the model
         encoded = chunks.map_batches(encode_texts, batch_format="pyarrow",
                                      fn_kwargs=dict(model_dir=model_dir, text_column="_text"))
+        batching = BatchingConfig(batch_tokens=config.batch_tokens, max_rows=INFERENCE_BATCHING.max_rows,
+                                  window_rows=INFERENCE_BATCHING.window_rows)
         labeled = encoded.map_batches(
             BatchLabeler, batch_format="pyarrow", batch_size=INFER_ROWS,
             fn_constructor_kwargs=dict(model_dir=model_dir, keep_columns=["_file", "_row", *config.keep_columns],
-                                       probabilities=config.probabilities),
-            compute=ray.data.ActorPoolStrategy(size=config.concurrency), num_gpus=1 if config.use_gpu else 0)
+                                       probabilities=config.probabilities, batching=batching),
+            compute=ray.data.ActorPoolStrategy(size=config.concurrency), num_gpus=1 if config.use_gpu else 0,
+            runtime_env=worker_env())
         progress = Progress("label", sum(s.source.rows for s in pending))
-        for batch in labeled.iter_batches(batch_format="pyarrow", batch_size=None):
+        batches = labeled.iter_batches(batch_format="pyarrow", batch_size=None)
+        for batch in _with_stall_timeout(batches, config.stall_timeout_s):
             padding.real_tokens += pc.sum(batch["_real_tokens"]).as_py() or 0
             padding.padded_tokens += pc.sum(batch["_padded_tokens"]).as_py() or 0
             batch = batch.drop_columns(list(STATS))
             for file_index in np.unique(batch["_file"].to_numpy()):
                 part = batch.filter(pc.equal(batch["_file"], int(file_index)))
                 _append(by_index[int(file_index)], part, out, config)
-            progress.update(batch.num_rows, tokens=padding.real_tokens, padding_efficiency=padding.efficiency)
+            elapsed = time.monotonic() - progress.started
+            progress.update(batch.num_rows, tokens=padding.real_tokens,
+                            tokens_per_s=round(padding.real_tokens / elapsed) if elapsed else 0,
+                            padding_efficiency=padding.efficiency)
         progress.close()
     for state in pending:  # an input that did not deliver every row is not committed
-        if state.tmp and state.done != state.source.rows:
-            state.writer.close()
-            os.unlink(state.tmp)
+        if state.done != state.source.rows:
             state.failed = f"read stopped after {state.done} of {state.source.rows} rows"
+
+
+def _with_stall_timeout(batches: Iterator[pa.Table], timeout_s: float) -> Iterator[pa.Table]:
+    """Yield the batches, but fail when none arrives for `timeout_s`: a hung actor would otherwise
+    block the run forever. Ray's iterator cannot be interrupted, so it runs in a thread."""
+    handoff: queue.Queue = queue.Queue(maxsize=1)
+    done = object()
+
+    def pump() -> None:
+        try:
+            for batch in batches:
+                handoff.put(batch)
+            handoff.put(done)
+        except BaseException as e:  # handed to the driver's thread, raised there
+            handoff.put(e)
+
+    threading.Thread(target=pump, name="label-batches", daemon=True).start()
+    while True:
+        try:
+            item = handoff.get(timeout=timeout_s)
+        except queue.Empty:
+            raise TextclfError(f"labeling stalled: no rows labeled for {timeout_s:g} s (an inference actor may be "
+                               "hung); committed outputs are kept, rerun to resume or raise --stall-timeout") from None
+        if item is done:
+            return
+        if isinstance(item, BaseException):
+            raise item
+        yield item
 
 
 def _append(state: _FileState, part: pa.Table, out: Path, config: LabelConfig) -> None:
@@ -201,11 +301,40 @@ def _append(state: _FileState, part: pa.Table, out: Path, config: LabelConfig) -
         state.tmp = str(out / f"{TMP_PREFIX}{uuid.uuid4().hex}-{state.output}")
         state.writer = (pq.ParquetWriter(state.tmp, table.schema) if config.format == "parquet"
                         else pa.ipc.new_file(state.tmp, table.schema))
+    if fault("disk_full") is not None:
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
     state.writer.write_table(table) if config.format == "parquet" else state.writer.write(table)
     state.done += table.num_rows
+    if fault("crash_mid_write") is not None:
+        os.kill(os.getpid(), signal.SIGKILL)  # as a power cut would: rows on disk, the file not closed
     if state.done == state.source.rows:
         state.writer.close()
         os.replace(state.tmp, out / state.output)  # the commit: the output appears whole or not at all
+        _pause_after_commit(out)
+
+
+def _commit_empty(state: _FileState, filesystem, out: Path, config: LabelConfig, labels: list[str]) -> None:
+    """An input with no rows still gets its (empty) output, so every input maps to an output."""
+    from textclf.labeler import output_schema
+
+    with filesystem.open_input_file(state.source.path) as handle:
+        input_schema = pq.ParquetFile(handle).schema_arrow
+    schema = output_schema(labels, config.probabilities, [input_schema.field(c) for c in config.keep_columns])
+    tmp = out / f"{TMP_PREFIX}{uuid.uuid4().hex}-{state.output}"
+    if config.format == "parquet":
+        pq.write_table(schema.empty_table(), tmp)
+    else:
+        with pa.ipc.new_file(str(tmp), schema) as writer:
+            writer.write_table(schema.empty_table())
+    os.replace(tmp, out / state.output)
+
+
+def _pause_after_commit(out: Path) -> None:
+    """Fault `pause_after_commits=N`: stop still after the Nth commit, for a test to kill the run there."""
+    after = fault("pause_after_commits")
+    if after is not None and len(list(out.glob("part-*"))) >= int(after):
+        print("paused", flush=True)
+        time.sleep(24 * 3600)
 
 
 def _write_manifest(out: Path, run: dict, states: list[_FileState], rows_done: int, padding: PaddingStats,

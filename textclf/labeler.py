@@ -11,16 +11,19 @@ Every input row comes out, in order, so no row is ever dropped.
 from __future__ import annotations
 
 import functools
+import os
+import time
 from typing import Sequence
 
 import numpy as np
 import pyarrow as pa
 
-from textclf.batching import PaddingStats
+from textclf.batching import BatchingConfig, PaddingStats
 from textclf.bundle import read_bundle_meta
 from textclf.encoding import cached_tokenizer, ids_column, list_arrays
 from textclf.errors import DataError
-from textclf.inference import Predictor
+from textclf.faults import fire_limited
+from textclf.inference import INFERENCE_BATCHING, Predictor
 from textclf.tokenizer import TokenizerConfig
 from textclf.vocab import Vocab
 
@@ -54,8 +57,8 @@ class BatchLabeler:
     + kept columns, + the batch's padding figures in `_real_tokens` / `_padded_tokens`)."""
 
     def __init__(self, model_dir: str, keep_columns: Sequence[str] = (), probabilities: bool = False,
-                 device: str | None = None) -> None:
-        self.predictor = Predictor(model_dir, device=device)
+                 device: str | None = None, batching: BatchingConfig = INFERENCE_BATCHING) -> None:
+        self.predictor = Predictor(model_dir, device=device, batching=batching)
         self.keep_columns = list(keep_columns)
         self.probabilities = probabilities
 
@@ -64,16 +67,14 @@ class BatchLabeler:
         return self.predictor.labels
 
     def output_schema(self, batch_schema: pa.Schema) -> pa.Schema:
-        fields = [pa.field("id", pa.string()), pa.field("label", pa.string()),
-                  pa.field("confidence", pa.float32()), pa.field("error", pa.string())]
-        if self.probabilities:
-            fields.append(pa.field("probs", pa.list_(pa.float32())))
-        fields += [batch_schema.field(name) for name in self.keep_columns]
-        fields += [pa.field(name, pa.int64()) for name in STATS]
-        metadata = {PROBS_LABELS_KEY: "\t".join(self.labels).encode()} if self.probabilities else None
-        return pa.schema(fields, metadata=metadata)
+        kept = [batch_schema.field(name) for name in self.keep_columns]
+        return output_schema(self.labels, self.probabilities, kept + [pa.field(n, pa.int64()) for n in STATS])
 
     def __call__(self, batch: pa.Table) -> pa.Table:
+        if fire_limited("actor_crash"):
+            os._exit(1)  # as a segfault or an OOM kill would: Ray restarts the actor and retries the batch
+        if fire_limited("actor_hang"):
+            time.sleep(24 * 3600)
         errors = batch.column("error").to_pylist()
         ok = np.array([e is None for e in errors], dtype=bool)
         sequences = list_arrays(batch.column("_ids"))
@@ -98,6 +99,16 @@ class BatchLabeler:
         for name, value in zip(STATS, (padding.real_tokens, padding.padded_tokens)):
             columns[name] = pa.array([value] + [0] * (batch.num_rows - 1), pa.int64())
         return pa.Table.from_pydict(columns, schema=self.output_schema(batch.schema))
+
+
+def output_schema(labels: Sequence[str], probabilities: bool, extra: Sequence[pa.Field] = ()) -> pa.Schema:
+    """id, label, confidence, error (+ probs, label names in the metadata) + extra fields."""
+    fields = [pa.field("id", pa.string()), pa.field("label", pa.string()),
+              pa.field("confidence", pa.float32()), pa.field("error", pa.string())]
+    if probabilities:
+        fields.append(pa.field("probs", pa.list_(pa.float32())))
+    metadata = {PROBS_LABELS_KEY: "\t".join(labels).encode()} if probabilities else None
+    return pa.schema(fields + list(extra), metadata=metadata)
 
 
 def readable_texts(column: pa.ChunkedArray | pa.Array) -> tuple[list[str | None], list[str | None]]:
