@@ -30,6 +30,8 @@ def ray_session(address: str | None = None, num_cpus: int | None = None) -> Iter
             port = local.enter_context(_loopback_only())
             kwargs.update(num_cpus=num_cpus, include_dashboard=True, dashboard_host="127.0.0.1",
                           dashboard_port=port, _node_ip_address="127.0.0.1")
+        elif _is_loopback(address):  # a head on this machine (cluster/local.sh): join it as 127.0.0.1
+            local.enter_context(_keep_loopback_ip())
         ray.init(address=address, **kwargs)
         _quiet_ray_data()
         try:
@@ -51,7 +53,6 @@ def _loopback_only() -> Iterator[int]:
     points state-API calls (Ray Train's PlacementGroupCleaner) at this dashboard even when
     other Ray instances run on the machine. All but RAY_AUTH_MODE is restored on exit.
     """
-    from ray._private import ray_constants
     from ray._raylet import Config
 
     with socket.socket() as s:
@@ -59,8 +60,23 @@ def _loopback_only() -> Iterator[int]:
         port = s.getsockname()[1]
     os.environ.setdefault("RAY_AUTH_MODE", "token")  # ray.init would set it too, with a warning
     Config.initialize("")
-    env = {"RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0",
-           "RAY_API_SERVER_ADDRESS": f"http://127.0.0.1:{port}"}
+    with _keep_loopback_ip({"RAY_API_SERVER_ADDRESS": f"http://127.0.0.1:{port}"}):
+        yield port
+
+
+def _is_loopback(address: str) -> bool:
+    host = address.split("://", 1)[-1].rsplit(":", 1)[0]
+    return host == "localhost" or host.startswith("127.")
+
+
+@contextlib.contextmanager
+def _keep_loopback_ip(extra_env: dict[str, str] | None = None) -> Iterator[None]:
+    """Keep 127.0.0.1 as this process's node IP (RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0, see above),
+    for starting local Ray and for joining a head on this machine: without it a driver looks for the
+    head at the machine's external IP and times out. Environment and flag are restored on exit."""
+    from ray._private import ray_constants
+
+    env = {"RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0", **(extra_env or {})}
     saved_env = {k: os.environ.get(k) for k in env}
     saved_flag = ray_constants.ENABLE_RAY_CLUSTER
     for k, v in env.items():
@@ -68,7 +84,7 @@ def _loopback_only() -> Iterator[int]:
     ray_constants.ENABLE_RAY_CLUSTER = ray_constants.env_bool(
         "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", True)
     try:
-        yield port
+        yield
     finally:
         ray_constants.ENABLE_RAY_CLUSTER = saved_flag
         for k, v in saved_env.items():
