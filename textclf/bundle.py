@@ -1,7 +1,7 @@
 """Model bundle: `model.safetensors` (weights only) + `model.json` (everything to rebuild it).
 
 Loading never unpickles: weights come from safetensors, the rest from JSON, and the weights'
-sha256 must match the one recorded at save time.
+sha256 must match the one recorded at save time. A folder holding pickle files is refused outright.
 """
 
 from __future__ import annotations
@@ -24,6 +24,9 @@ from textclf.vocab import Vocab
 FORMAT = "textclf-bundle"
 FORMAT_VERSION = 1
 WEIGHTS, META = "model.safetensors", "model.json"
+# torch.save / pickle / joblib file names: textclf never writes them, so one in a bundle or
+# checkpoint means the folder was tampered with or mixed up
+PICKLE_SUFFIXES = (".pt", ".pth", ".pkl", ".pickle", ".ckpt", ".bin", ".joblib")
 
 
 @dataclass
@@ -47,6 +50,26 @@ def sha256_file(path: Path) -> str:
         for chunk in iter(lambda: f.read(1 << 20), b""):
             digest.update(chunk)
     return digest.hexdigest()
+
+
+def refuse_pickle_files(directory: Path, what: str) -> None:
+    found = sorted(p.name for p in directory.iterdir() if p.suffix.lower() in PICKLE_SUFFIXES)
+    if found:
+        raise BundleError(f"{what} {directory} holds pickle file(s) {', '.join(found)}; textclf never loads "
+                          "pickles and refuses folders that hold them (remove them to go on)")
+
+
+def check_safetensors(path: Path, expected_sha256: str | None, what: str) -> None:
+    """The file's hash matches the recorded one (when given) and its header parses; reads no tensor."""
+    from safetensors import SafetensorError, safe_open
+
+    if expected_sha256 is not None and sha256_file(path) != expected_sha256:
+        raise BundleError(f"{path} does not match the sha256 recorded in {what}: the file is corrupt")
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            f.keys()
+    except (OSError, SafetensorError) as e:
+        raise BundleError(f"{path} is not a readable safetensors file: {str(e).splitlines()[0]}") from None
 
 
 def library_versions() -> dict[str, str]:
@@ -87,7 +110,9 @@ def save_bundle(directory: str | Path, model: torch.nn.Module, arch: str, vocab:
     return directory
 
 
-def read_bundle_meta(directory: str | Path) -> dict[str, Any]:
+def read_bundle_meta(directory: str | Path, verify_weights: bool = True) -> dict[str, Any]:
+    """model.json, after checking the folder is a bundle and (by default) that its weights are intact,
+    so commands that start from the metadata (label) refuse a corrupt bundle before any work."""
     directory = Path(directory)
     if not directory.is_dir():
         raise BundleError(f"{directory} is not a model bundle: no such folder")
@@ -102,6 +127,9 @@ def read_bundle_meta(directory: str | Path) -> dict[str, Any]:
         raise BundleError(f"{directory} is not a textclf model bundle ({META} has no format {FORMAT!r})")
     if meta.get("format_version") != FORMAT_VERSION:
         raise BundleError(f"{directory}: bundle format_version {meta.get('format_version')} is not supported")
+    refuse_pickle_files(directory, "bundle")
+    if verify_weights:
+        check_safetensors(directory / WEIGHTS, meta.get("weights_sha256", ""), META)
     return meta
 
 
@@ -115,9 +143,6 @@ def load_bundle(directory: str | Path, device: str | torch.device = "cpu") -> Bu
 
     directory = Path(directory)
     meta = read_bundle_meta(directory)
-    actual = sha256_file(directory / WEIGHTS)
-    if actual != meta.get("weights_sha256"):
-        raise BundleError(f"{directory / WEIGHTS} does not match the sha256 in {META}: the bundle is corrupt")
     try:
         model = create_model(meta["arch"], **meta["model_config"])
         state = load_file(str(directory / WEIGHTS), device="cpu")

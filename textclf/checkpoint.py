@@ -1,7 +1,8 @@
 """Training state in a checkpoint folder, without pickle: tensors in safetensors, the rest in JSON.
 
 Files: `model.safetensors` (current weights), `best.safetensors` (best epoch's weights),
-`optimizer.safetensors` + `state.json` (optimizer scalars, epoch, history, early-stopping counters).
+`optimizer.safetensors` + `state.json` (optimizer scalars, epoch, history, early-stopping counters,
+the tensor files' sha256). state.json is written last, so a checkpoint cut short has none.
 """
 
 from __future__ import annotations
@@ -12,9 +13,11 @@ from typing import Any
 
 import torch
 
+from textclf.bundle import check_safetensors, refuse_pickle_files, sha256_file
 from textclf.errors import BundleError
 
 STATE = "state.json"
+TENSOR_FILES = ("model.safetensors", "best.safetensors", "optimizer.safetensors")
 
 
 def _cpu(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -29,7 +32,8 @@ def save_training_state(directory: Path, model_state: dict, best_state: dict,
     save_file(_cpu(best_state), str(directory / "best.safetensors"))
     tensors, scalars = _split_optimizer_state(optimizer.state_dict())
     save_file(_cpu(tensors), str(directory / "optimizer.safetensors"))
-    (directory / STATE).write_text(json.dumps({**state, "optimizer": scalars}))
+    hashes = {name: sha256_file(directory / name) for name in TENSOR_FILES}
+    (directory / STATE).write_text(json.dumps({**state, "optimizer": scalars, "sha256": hashes}))
 
 
 def load_training_state(directory: Path) -> tuple[dict, dict, dict, dict[str, Any]]:
@@ -37,15 +41,28 @@ def load_training_state(directory: Path) -> tuple[dict, dict, dict, dict[str, An
     from safetensors import SafetensorError
     from safetensors.torch import load_file
 
+    state = check_training_state(directory)
     try:
-        state = json.loads((directory / STATE).read_text())
-        model_state = load_file(str(directory / "model.safetensors"))
-        best_state = load_file(str(directory / "best.safetensors"))
-        tensors = load_file(str(directory / "optimizer.safetensors"))
-    except (OSError, json.JSONDecodeError, SafetensorError) as e:
+        model_state, best_state, tensors = (load_file(str(directory / name)) for name in TENSOR_FILES)
+    except (OSError, SafetensorError) as e:
         raise BundleError(f"checkpoint {directory} is unreadable: {str(e).splitlines()[0]}") from None
+    state.pop("sha256", None)
     optimizer_state = _join_optimizer_state(tensors, state.pop("optimizer"))
     return model_state, best_state, optimizer_state, state
+
+
+def check_training_state(directory: Path) -> dict[str, Any]:
+    """state.json of an intact checkpoint: no pickle files, every tensor file present, hashed as
+    recorded (checkpoints from before hashes were recorded skip that) and parseable. Loads no tensor."""
+    try:
+        refuse_pickle_files(directory, "checkpoint")
+        state = json.loads((directory / STATE).read_text())
+        hashes = state.get("sha256") or {}
+        for name in TENSOR_FILES:
+            check_safetensors(directory / name, hashes.get(name), str(directory / STATE))
+    except (OSError, json.JSONDecodeError, UnicodeDecodeError, AttributeError) as e:
+        raise BundleError(f"checkpoint {directory} is unreadable: {str(e).splitlines()[0]}") from None
+    return state
 
 
 def _split_optimizer_state(sd: dict) -> tuple[dict[str, torch.Tensor], dict]:

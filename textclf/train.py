@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 import shutil
 import sys
@@ -13,7 +14,8 @@ import numpy as np
 
 from textclf.bundle import save_bundle
 from textclf.config import TrainConfig
-from textclf.errors import ConfigError, TextclfError
+from textclf.errors import BundleError, ConfigError, TextclfError
+from textclf.faults import worker_env
 from textclf.metrics import metrics_from_confusion
 from textclf.models import create_model
 from textclf.progress import is_interactive
@@ -39,6 +41,8 @@ def train(config: TrainConfig, train_path: str, validation_path: str | None, out
     if "://" not in storage_path:
         if resume and not run_dir.is_dir():
             raise ConfigError(f"--resume: no checkpoints to resume from under {run_dir}")
+        if resume:
+            _check_latest_checkpoint(run_dir)
         if not resume and run_dir.exists():
             shutil.rmtree(run_dir)  # a fresh run must not pick up an old run's checkpoints
     started = time.monotonic()
@@ -77,8 +81,10 @@ def train(config: TrainConfig, train_path: str, validation_path: str | None, out
                                  checkpoint_config=CheckpointConfig(num_to_keep=2),
                                  failure_config=FailureConfig(max_failures=config.max_failures),
                                  logging_config=LoggingConfig(log_level="WARNING"),
-                                 # textclf prints its own progress; Ray's print patch would print it twice
-                                 worker_runtime_env={"env_vars": {"RAY_TRAIN_ENABLE_PRINT_PATCH": "0"}}),
+                                 # textclf prints its own progress; Ray's print patch would print it twice.
+                                 # Fault-injection switches travel along: workers may predate them.
+                                 worker_runtime_env={"env_vars": {"RAY_TRAIN_ENABLE_PRINT_PATCH": "0",
+                                                                  **worker_env().get("env_vars", {})}}),
             datasets={"train": data.train, "validation": data.validation},
             # Ray's split drops rows to make shards equal; validation must see every row, so it is
             # read whole by each worker, which scores its share of the batches
@@ -87,6 +93,24 @@ def train(config: TrainConfig, train_path: str, validation_path: str | None, out
         result = _fit(trainer)
     return _write_bundle(result, config, data, model_config, coverage, out_dir, storage_path,
                          time.monotonic() - started)
+
+
+def _check_latest_checkpoint(run_dir: Path) -> None:
+    """Refuse a corrupt checkpoint to resume from here, in one line; in the workers it would fail
+    every retry and end as a training failure."""
+    from ray.train.v2._internal.constants import CHECKPOINT_MANAGER_SNAPSHOT_FILENAME
+
+    from textclf.checkpoint import check_training_state
+
+    try:  # Ray Train's JSON record of the reported checkpoints; it resumes from the latest
+        snapshot = json.loads((run_dir / CHECKPOINT_MANAGER_SNAPSHOT_FILENAME).read_text())
+        latest = snapshot["latest_checkpoint_result"]["checkpoint_dir_name"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return  # no checkpoint reported yet: Ray starts the run over
+    try:
+        check_training_state(run_dir / latest)
+    except BundleError as e:
+        raise BundleError(f"--resume: {e} (train without --resume to start over)") from None
 
 
 def _fit(trainer):
@@ -156,6 +180,7 @@ def _write_bundle(result, config, data, model_config, coverage, out_dir: Path, s
         "history": curves,
         "data": {"rows": data.rows, "label_counts": data.label_counts, "vocab_size": len(data.vocab),
                  "embedding_coverage": coverage},
+        "resumed_after_epochs": state.get("resumed_after", []),  # one entry per restart from a checkpoint
         "training_time_s": round(elapsed, 2),
     }
     tmp = out_dir.with_name(out_dir.name + ".tmp")
@@ -167,5 +192,6 @@ def _write_bundle(result, config, data, model_config, coverage, out_dir: Path, s
         shutil.rmtree(out_dir)
     os.replace(tmp, out_dir)
     return {"bundle": str(out_dir), "checkpoints": storage_path, "best_epoch": state["best_epoch"],
-            "epochs_run": len(history), "val_accuracy": metrics["accuracy"], "val_macro_f1": metrics["macro_f1"],
+            "epochs_run": len(history), "resumed_after_epochs": state.get("resumed_after", []),
+            "val_accuracy": metrics["accuracy"], "val_macro_f1": metrics["macro_f1"],
             "padding_efficiency": best["padding_efficiency"], "training_time_s": round(elapsed, 2)}

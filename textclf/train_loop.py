@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import tempfile
 import time
 from pathlib import Path
@@ -20,6 +21,7 @@ import torch.distributed as dist
 from textclf.batching import BatchingConfig, PaddingStats, bucket_batches, pad_batch
 from textclf.checkpoint import load_training_state, save_training_state
 from textclf.encoding import list_arrays
+from textclf.faults import fault, fire_limited
 from textclf.metrics import confusion_matrix, metrics_from_confusion
 from textclf.models import create_model
 from textclf.progress import Progress
@@ -56,6 +58,10 @@ def train_loop_per_worker(cfg: dict) -> None:
             model_state, best_state, optimizer_state, state = load_training_state(Path(directory))
         core.load_state_dict(model_state)
         optimizer.load_state_dict(optimizer_state)
+        state.setdefault("resumed_after", []).append(state["epoch"])
+        if rank == 0:
+            _log({"event": "resume", "after_epoch": state["epoch"]}, cfg["interactive"],
+                 f"resuming after epoch {state['epoch']} from its checkpoint")
 
     batching = BatchingConfig(cfg["batch_tokens"], cfg["max_batch_rows"], WINDOW_ROWS)
     loop = _Loop(model, core, optimizer, loss_fn, device, cfg, rank, world, batching)
@@ -104,15 +110,28 @@ def _report(metrics: dict, rank: int, core, best_state, optimizer, state) -> Non
 
 
 def _log_epoch(record: dict, state: dict, interactive: bool) -> None:
+    _log({"event": "epoch", **record, "best_epoch": state["best_epoch"]}, interactive,
+         f"epoch {record['epoch']}: train_loss {record['train_loss']:.4f}  val_loss {record['val_loss']:.4f}  "
+         f"val_accuracy {record['val_accuracy']:.4f}  val_macro_f1 {record['val_macro_f1']:.4f}  "
+         f"{record['tokens_per_s']:.0f} tokens/s  (best epoch {state['best_epoch']})")
+
+
+def _log(event: dict, interactive: bool, text: str) -> None:
+    """A line for people in a terminal, one JSON object per line otherwise (job logs)."""
     import json
     import sys
 
-    if interactive:
-        print(f"epoch {record['epoch']}: train_loss {record['train_loss']:.4f}  val_loss {record['val_loss']:.4f}  "
-              f"val_accuracy {record['val_accuracy']:.4f}  val_macro_f1 {record['val_macro_f1']:.4f}  "
-              f"{record['tokens_per_s']:.0f} tokens/s  (best epoch {state['best_epoch']})", file=sys.stderr, flush=True)
-    else:
-        print(json.dumps({"event": "epoch", **record, "best_epoch": state["best_epoch"]}), file=sys.stderr, flush=True)
+    print(text if interactive else json.dumps(event), file=sys.stderr, flush=True)
+
+
+def _kill_point(rank: int) -> tuple[int, int] | None:
+    """(epoch, step) at which this rank dies, when the `train_worker_kill_at` fault
+    ("EPOCH:STEP:RANK") names it; `train_worker_kill` ("FOLDER:N") caps the deaths across restarts."""
+    where = fault("train_worker_kill_at")
+    if where is None:
+        return None
+    epoch, step, at_rank = map(int, where.split(":"))
+    return (epoch, step) if at_rank == rank else None
 
 
 class _Loop:
@@ -121,6 +140,7 @@ class _Loop:
         self.device, self.cfg, self.rank, self.world, self.batching = device, cfg, rank, world, batching
         self.autocast = (torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda"
                          else contextlib.nullcontext())
+        self.kill_at = _kill_point(rank)
 
     def _batches(self, shard, rng: np.random.Generator | None) -> Iterator[tuple]:
         for table in shard.iter_batches(batch_size=WINDOW_ROWS, batch_format="pyarrow"):
@@ -151,11 +171,14 @@ class _Loop:
             progress = Progress(f"epoch {epoch}", self.cfg["train_rows"] // self.world,
                                 interactive=self.cfg["interactive"], in_ray_worker=True)
         started = time.monotonic()
-        batches, last = self._batches(shard, rng), None
+        batches, last, step = self._batches(shard, rng), None, 0
         while True:
             batch = next(batches, None)
             if not self._any_rank_has(batch is not None):
                 break
+            step += 1
+            if self.kill_at == (epoch, step) and fire_limited("train_worker_kill"):
+                os._exit(1)  # as an OOM kill or a lost node would: no cleanup, peers mid-collective
             # an exhausted rank repeats its last batch with zero weight so the collective ops line up
             ids, lens, y = batch if batch is not None else last
             weight = 1.0 if batch is not None else 0.0
