@@ -41,6 +41,9 @@ LOCK = ".lock"  # held (flock) by the run writing OUTPUT; the kernel drops it wh
 TMP_PREFIX = ".tmp-"  # hidden, so readers of OUTPUT (pyarrow datasets, Spark) skip unfinished files
 READ_ROWS = 4096  # rows per chunk read from an input file
 INFER_ROWS = 16_384  # rows per inference call: the window sorted by length, so larger pads less
+# Ray Data merges a task's output up to this size; small enough that a big input file streams through
+# in pieces (memory stays flat as files grow), large enough that per-block overhead stays negligible
+BLOCK_BYTES = 16 * 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -226,6 +229,7 @@ def _run_pipeline(model_dir: str, filesystem, pending: list[_FileState], out: Pa
     with ray_session(address):
         import ray.data  # after the session sets Ray Data's log level
 
+        ray.data.DataContext.get_current().target_max_block_size = BLOCK_BYTES
         files = ray.data.from_items([{"index": s.index, "path": s.source.path} for s in pending],
                                     override_num_blocks=len(pending))
         chunks = files.map_batches(read_files, batch_size=1, batch_format="pyarrow",
@@ -240,7 +244,8 @@ def _run_pipeline(model_dir: str, filesystem, pending: list[_FileState], out: Pa
         labeled = encoded.map_batches(
             BatchLabeler, batch_format="pyarrow", batch_size=INFER_ROWS,
             fn_constructor_kwargs=dict(model_dir=model_dir, keep_columns=["_file", "_row", *config.keep_columns],
-                                       probabilities=config.probabilities, batching=batching),
+                                       probabilities=config.probabilities, batching=batching,
+                                       threads=None if config.use_gpu else _cpu_threads_per_actor(config.concurrency)),
             compute=ray.data.ActorPoolStrategy(size=config.concurrency), num_gpus=1 if config.use_gpu else 0,
             runtime_env=worker_env())
         progress = Progress("label", sum(s.source.rows for s in pending))
@@ -260,6 +265,18 @@ def _run_pipeline(model_dir: str, filesystem, pending: list[_FileState], out: Pa
     for state in pending:  # an input that did not deliver every row is not committed
         if state.done != state.source.rows:
             state.failed = f"read stopped after {state.done} of {state.source.rows} rows"
+
+
+def _cpu_threads_per_actor(concurrency: int) -> int:
+    """Torch threads for a CPU inference actor: its share of a node's cores. Ray would give it one
+    (OMP_NUM_THREADS=1 for a 1-CPU actor), leaving the other cores idle once tokenizing is done."""
+    import ray
+
+    nodes = [n for n in ray.nodes() if n["Alive"] and n["Resources"].get("CPU")]
+    if not nodes:
+        return 1
+    cores = max(int(n["Resources"]["CPU"]) for n in nodes)
+    return max(1, cores // -(-concurrency // len(nodes)))
 
 
 def _with_stall_timeout(batches: Iterator[pa.Table], timeout_s: float) -> Iterator[pa.Table]:

@@ -17,6 +17,7 @@ from typing import Sequence
 
 import numpy as np
 import pyarrow as pa
+import torch
 
 from textclf.batching import BatchingConfig, PaddingStats
 from textclf.bundle import read_bundle_meta
@@ -57,7 +58,10 @@ class BatchLabeler:
     + kept columns, + the batch's padding figures in `_real_tokens` / `_padded_tokens`)."""
 
     def __init__(self, model_dir: str, keep_columns: Sequence[str] = (), probabilities: bool = False,
-                 device: str | None = None, batching: BatchingConfig = INFERENCE_BATCHING) -> None:
+                 device: str | None = None, batching: BatchingConfig = INFERENCE_BATCHING,
+                 threads: int | None = None) -> None:
+        if threads:
+            torch.set_num_threads(threads)
         self.predictor = Predictor(model_dir, device=device, batching=batching)
         self.keep_columns = list(keep_columns)
         self.probabilities = probabilities
