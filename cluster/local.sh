@@ -4,7 +4,7 @@
 #   cluster/local.sh down   stop exactly the head that `up` started, nothing else
 #
 # Environment (all optional): RAY_PORT (GCS, default 6380), DASHBOARD_PORT (dashboard and job server,
-# default 8265), RAY_CLIENT_PORT (default 10001), DASHBOARD_AGENT_PORT (default 52365), NUM_CPUS
+# default 8265), RAY_CLIENT_PORT and DASHBOARD_AGENT_PORT (default: free ports), NUM_CPUS
 # (default: all), TEXTCLF_CLUSTER_DIR (state folder, default .cluster in the repo),
 # RAY_AUTH_TOKEN / RAY_AUTH_TOKEN_PATH (the token; default ~/.ray/auth_token, created if missing).
 #
@@ -19,8 +19,9 @@ STATE=${TEXTCLF_CLUSTER_DIR:-$ROOT/.cluster}
 RAY=$ROOT/.venv/bin/ray
 RAY_PORT=${RAY_PORT:-6380}
 DASHBOARD_PORT=${DASHBOARD_PORT:-8265}
-RAY_CLIENT_PORT=${RAY_CLIENT_PORT:-10001}
-DASHBOARD_AGENT_PORT=${DASHBOARD_AGENT_PORT:-52365}
+# Internal ports default to free ones: Ray's fixed defaults (10001, 52365) are often held by another
+# Ray on the machine, and an agent that cannot bind its port silently disables job submission.
+free_port() { "$ROOT/.venv/bin/python" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
 
 alive() { [[ -n ${1:-} ]] && kill -0 "$1" 2>/dev/null; }
 
@@ -62,6 +63,8 @@ up() {
     echo "$tmp" >"$STATE/temp_dir"
     echo "http://127.0.0.1:$DASHBOARD_PORT" >"$STATE/address"
     echo "127.0.0.1:$RAY_PORT" >"$STATE/gcs_address"
+    RAY_CLIENT_PORT=${RAY_CLIENT_PORT:-$(free_port)}
+    DASHBOARD_AGENT_PORT=${DASHBOARD_AGENT_PORT:-$(free_port)}
     local cpus=()
     [[ -n ${NUM_CPUS:-} ]] && cpus=(--num-cpus "$NUM_CPUS")
     # PATH: job entrypoints run `python`, which must be this venv's (textclf's dependencies).

@@ -47,7 +47,7 @@ def parse_entrypoint(command: str) -> click.Context:
     return cli.commands[name].make_context(f"jobs/{name}.py", args, resilient_parsing=False)
 
 
-MANIFESTS = [*rayjobs(), CLUSTER / "README.md"]
+MANIFESTS = [*rayjobs(), CLUSTER / "README.md", ROOT / "README.md"]
 
 
 def test_yaml_lint_passes():
@@ -62,7 +62,7 @@ def test_both_jobs_have_a_rayjob_and_readme_commands():
     assert {p.name for p in rayjobs()} == {"rayjob-train.yaml", "rayjob-label.yaml"}
 
 
-@pytest.mark.parametrize("path", MANIFESTS, ids=lambda p: p.name)
+@pytest.mark.parametrize("path", MANIFESTS, ids=lambda p: str(p.relative_to(ROOT)))
 def test_every_entrypoint_parses_with_the_jobs_parser(path):
     commands = entrypoints(path)
     assert commands, f"no job entrypoint found in {path.name}"
