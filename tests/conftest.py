@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import os
 import random
+import signal
+import subprocess
+import time
 from pathlib import Path
 
 import numpy as np
@@ -89,6 +92,41 @@ def read_labeled(out: Path) -> pa.Table:
             with pa.OSFile(str(out / name)) as f:
                 tables.append(pa.ipc.open_file(f).read_all())
     return pa.concat_tables(tables)
+
+
+def session_members(sid: int) -> list[int]:
+    """Live (not zombie) processes of session `sid`."""
+    members = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()  # state ppid pgrp session ...
+        except OSError:
+            continue
+        if int(fields[3]) == sid and fields[0] != "Z":
+            members.append(int(stat.parent.name))
+    return members
+
+
+def kill_session(proc: subprocess.Popen) -> float:
+    """SIGKILL the session that `proc` leads (start_new_session=True): its process group, then any
+    Ray process that moved to a group of its own. Returns the seconds until none was left."""
+    started = time.monotonic()
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except ProcessLookupError:  # the command is gone, but its Ray may not be
+        pass
+    proc.wait(timeout=60)
+    deadline = started + 30
+    while (left := session_members(proc.pid)) and time.monotonic() < deadline:
+        if time.monotonic() > started + 10:  # what the group kill did not take down
+            for pid in left:
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+        time.sleep(0.2)
+    assert not session_members(proc.pid), "processes left behind"
+    return time.monotonic() - started
 
 
 @pytest.fixture(scope="session")

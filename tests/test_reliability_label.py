@@ -17,11 +17,11 @@ import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 import pytest
 from click.testing import CliRunner
-from conftest import random_texts, read_labeled
+from conftest import kill_session, random_texts, read_labeled
 
 from textclf.cli import cli
 from textclf.errors import PartialFailure, TextclfError
-from textclf.label import LabelConfig, label
+from textclf.label import label
 
 pytestmark = pytest.mark.ray
 
@@ -40,38 +40,6 @@ def _label_process(bundle, corpus, out, faults="", *extra):
     return subprocess.Popen([sys.executable, "-m", "textclf.cli", "label", bundle, str(corpus), str(out), *extra],
                             env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             start_new_session=True)
-
-
-def _kill_session(proc):
-    """SIGKILL the run and every process of its session (its local Ray), then check none is left."""
-    try:
-        os.killpg(proc.pid, signal.SIGKILL)
-    except ProcessLookupError:  # the run is gone, but its Ray may not be
-        pass
-    proc.wait()
-    deadline = time.monotonic() + 30
-    while (left := _session_members(proc.pid)) and time.monotonic() < deadline:
-        for pid in left:  # Ray processes that moved to their own process group stay in the session
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-        time.sleep(0.5)
-    assert not _session_members(proc.pid)
-
-
-def _session_members(sid):
-    members = []
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                with open(f"/proc/{entry}/stat") as f:
-                    fields = f.read().rsplit(")", 1)[1].split()
-            except OSError:
-                continue
-            if int(fields[3]) == sid and fields[0] != "Z":
-                members.append(int(entry))
-    return members
 
 
 def _visible(out):
@@ -102,7 +70,7 @@ def test_kill_9_mid_run_then_rerun_labels_every_row_once(label_bundles, tmp_path
         second = CliRunner().invoke(cli, ["label", label_bundles[0], str(corpus), str(out)])
         assert second.exit_code == 2 and "in use by another" in second.output
     finally:
-        _kill_session(proc)
+        kill_session(proc)
     committed = [n for n in _visible(out) if n.startswith("part-")]
     assert len(committed) == 2 and "_SUCCESS" not in _visible(out)
     mtimes = {n: os.stat(out / n).st_mtime_ns for n in committed}
@@ -126,7 +94,7 @@ def test_crash_while_writing_leaves_no_partial_file(label_bundles, tmp_path, ray
     try:
         assert proc.wait(timeout=300) == -signal.SIGKILL
     finally:
-        _kill_session(proc)
+        kill_session(proc)
     assert _visible(out) == ["_run.json"]  # the half-written file is a hidden temporary
     assert [n for n in os.listdir(out) if n.startswith(".tmp-")]
     label(label_bundles[0], str(corpus), str(out))
@@ -152,7 +120,7 @@ def test_a_hung_actor_fails_the_run_after_the_stall_timeout(label_bundles, tmp_p
     try:
         _, stderr = proc.communicate(timeout=240)
     finally:
-        _kill_session(proc)
+        kill_session(proc)
     assert proc.returncode == 1 and "labeling stalled: no rows labeled for 10 s" in stderr
     assert "Traceback" not in stderr and time.monotonic() - started < 120
     assert _visible(out) == ["_run.json"]

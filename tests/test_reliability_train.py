@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 import torch
 from click.testing import CliRunner
+from conftest import kill_session
 
 from textclf.bundle import sha256_file
 from textclf.cli import cli
@@ -89,41 +90,6 @@ def test_a_worker_killed_mid_epoch_resumes_and_matches_an_uninterrupted_run(unin
 
 # -- 11. the training command killed with SIGKILL, then --resume -----------------------------------
 
-def _session_members(sid: int) -> list[int]:
-    """Live (not zombie) processes of session `sid`."""
-    members = []
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()  # state ppid pgrp session ...
-        except OSError:
-            continue
-        if int(fields[3]) == sid and fields[0] != "Z":
-            members.append(int(stat.parent.name))
-    return members
-
-
-def _kill_session(proc: subprocess.Popen) -> float:
-    """SIGKILL the session that `proc` leads (start_new_session=True): its process group, then any
-    Ray process that moved to a group of its own. Returns the seconds until none was left."""
-    started = time.monotonic()
-    try:
-        os.killpg(proc.pid, signal.SIGKILL)
-    except ProcessLookupError:  # the command is gone, but its Ray may not be
-        pass
-    proc.wait(timeout=60)
-    deadline = started + 30
-    while (left := _session_members(proc.pid)) and time.monotonic() < deadline:
-        if time.monotonic() > started + 10:  # what the group kill did not take down
-            for pid in left:
-                try:
-                    os.kill(pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
-        time.sleep(0.2)
-    assert not _session_members(proc.pid), "processes left behind"
-    return time.monotonic() - started
-
-
 def _textclf(*args, log: Path) -> subprocess.Popen:
     """`textclf ARGS` in a new session, stdout and stderr to `log`."""
     # a fresh environment: the RAY_* variables of the test session's own Ray must not leak in
@@ -160,7 +126,7 @@ def test_training_killed_with_sigkill_resumes_from_its_last_checkpoint(tiny_corp
             assert time.monotonic() < deadline, "no checkpoint after 240 s"
             time.sleep(0.1)
     finally:
-        gone_s = _kill_session(first)
+        gone_s = kill_session(first)
     assert first.returncode == -signal.SIGKILL and not out.exists()
 
     checkpoint = _latest_checkpoint(run_dir)  # read after the kill: what the resumed run must start from
@@ -172,7 +138,7 @@ def test_training_killed_with_sigkill_resumes_from_its_last_checkpoint(tiny_corp
     try:
         second.wait(timeout=300)
     finally:
-        _kill_session(second)
+        kill_session(second)
     log = (tmp_path / "second.log").read_text(errors="replace")
     assert second.returncode == 0, log[-3000:]
     assert "best epoch" in log and "Traceback" not in log

@@ -34,7 +34,7 @@ STATS = ("_real_tokens", "_padded_tokens")  # per-batch padding figures, carried
 
 @functools.lru_cache(maxsize=2)
 def _bundle_encoder(model_dir: str) -> tuple[TokenizerConfig, Vocab, int]:
-    meta = read_bundle_meta(model_dir)  # the JSON only: encoding needs no weights
+    meta = read_bundle_meta(model_dir, verify_weights=False)  # encoding needs the JSON, not the weights
     return TokenizerConfig(**meta["tokenizer"]), Vocab(meta["vocab"]), int(meta["max_tokens"])
 
 
