@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 # torch is pinned: a looser spec makes pip pull a multi-GB CUDA build instead of the CPU wheel.
 STAMP := $(VENV)/.installed
 
-.PHONY: install test quickstart clean
+.PHONY: install test quickstart clean cluster-up cluster-down bench
 
 install: $(STAMP)
 
@@ -36,6 +36,18 @@ quickstart: install
 	@echo "prepared splits: $(DATA)/{train,validation,test}"
 	@echo "model bundle:    $(MODEL) (report: $(MODEL)/report, checkpoints: $(MODEL).checkpoints)"
 	@echo "labeled test:    $(LABELED) (manifest: $(LABELED)/_manifest.json)"
+
+# A real local Ray head (127.0.0.1 only, token auth) for `ray job submit`; see cluster/README.md.
+cluster-up: install
+	cluster/local.sh up
+
+cluster-down: install
+	cluster/local.sh down
+
+# Side-by-side measurements, about 15 minutes on 2 cores: each table to stdout and runs/bench/*.md.
+bench: install
+	$(PY) -m pip install -q -e ".[dev,bench]"
+	$(PY) benchmarks/run_all.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache
