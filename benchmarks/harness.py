@@ -1,0 +1,154 @@
+"""Shared pieces of the benchmark scripts: work folder, prepared data, cached bundles, timed commands
+with process-tree memory sampling, and markdown tables written to stdout and `runs/bench/NAME.md`.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+import statistics
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+REPO = Path(__file__).resolve().parent.parent
+WORK = REPO / "runs" / "bench"  # gitignored: corpora, bundles and labeled outputs are cached here
+TEXTCLF = str(Path(sys.executable).with_name("textclf"))
+
+
+def prepared_data(work: Path = WORK) -> Path:
+    """The rotten-tomatoes splits, prepared once with `textclf prepare`."""
+    data = work / "data"
+    if not (data / "test").is_dir():
+        subprocess.run([TEXTCLF, "prepare", "rotten-tomatoes", str(data), "--overwrite"], check=True,
+                       stdout=subprocess.DEVNULL)
+    return data
+
+
+def bundle(arch: str, work: Path = WORK) -> Path:
+    """A bundle of `arch` at textclf's default size (the seed's size for bilstm), trained for one
+    epoch: speed depends on the model's size, not on how well it was trained. Two workers of one
+    thread each: on a busy shared machine one worker's two torch threads wait on each other."""
+    out = work / "bundles" / arch
+    if not (out / "model.json").exists():
+        data = prepared_data(work)
+        subprocess.run([TEXTCLF, "train", "--train", str(data / "train"), "--validation", str(data / "validation"),
+                        "--out", str(out), "--arch", arch, "--epochs", "1", "--workers", "2"],
+                       check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return out
+
+
+@dataclass
+class Timed:
+    wall_s: float
+    stdout: str
+    stderr: str
+    peak_rss_mb: float | None = None  # sum over the process tree; shared pages count once per process
+    peak_pss_mb: float | None = None  # proportional set size: shared pages split, so no double count
+
+
+def run_timed(cmd: Sequence[str], memory: bool = False) -> Timed:
+    """Run a command, timing it whole (start-up included). With `memory`, also sample its process
+    tree (Ray's GCS, raylet and workers are descendants): RSS every 0.2 s, PSS every 2 s, because
+    PSS reads every mapping of every process (~0.1 CPU-s a sweep over a Ray tree) and on 2 cores
+    the sampler must not slow what it measures."""
+    started = time.monotonic()
+    proc = subprocess.Popen(list(cmd), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    peaks = {"rss": 0, "pss": 0}
+    stop = threading.Event()
+    sampler = threading.Thread(target=_sample_tree, args=(proc.pid, peaks, stop), daemon=True)
+    if memory:
+        sampler.start()
+    stdout, stderr = proc.communicate()  # drains both pipes, so a chatty command never blocks
+    wall = time.monotonic() - started
+    stop.set()
+    if memory:
+        sampler.join()
+    if proc.returncode != 0:
+        raise RuntimeError(f"{' '.join(cmd)} exited {proc.returncode}:\n{stderr[-3000:]}")
+    if not memory:
+        return Timed(wall, stdout, stderr)
+    return Timed(wall, stdout, stderr, peaks["rss"] / 2**20, peaks["pss"] / 2**20)
+
+
+def _sample_tree(pid: int, peaks: dict, stop: threading.Event, every_s: float = 0.2, pss_every: int = 10) -> None:
+    import psutil
+
+    root = psutil.Process(pid)
+    for tick in itertools.count():
+        if stop.is_set():
+            return
+        try:
+            tree = [root, *root.children(recursive=True)]
+        except psutil.NoSuchProcess:
+            return
+        with_pss = tick % pss_every == 0
+        rss = pss = 0
+        for p in tree:
+            try:
+                if with_pss:
+                    info = p.memory_full_info()
+                    rss, pss = rss + info.rss, pss + info.pss
+                else:
+                    rss += p.memory_info().rss
+            except (psutil.NoSuchProcess, psutil.AccessDenied):
+                pass  # a process that just ended
+        peaks["rss"] = max(peaks["rss"], rss)
+        if with_pss:
+            peaks["pss"] = max(peaks["pss"], pss)
+        stop.wait(every_s)
+
+
+def json_events(stderr: str, event: str) -> list[dict]:
+    """textclf's one-line JSON progress records of one kind (printed when stderr is not a terminal)."""
+    records = []
+    for line in stderr.splitlines():
+        start = line.find('{"event"')  # Ray prefixes worker lines with "(pid=...)"
+        if start >= 0:
+            try:
+                record = json.loads(line[start:])
+            except json.JSONDecodeError:
+                continue
+            if record.get("event") == event:
+                records.append(record)
+    return records
+
+
+def median(values: Sequence[float]) -> float:
+    return statistics.median(values)
+
+
+def table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
+    lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
+    lines += ["| " + " | ".join(_cell(v) for v in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def _cell(value: object) -> str:
+    if isinstance(value, float):
+        return f"{value:,.3f}" if abs(value) < 10 else f"{value:,.1f}"
+    if isinstance(value, int):
+        return f"{value:,}"
+    return str(value)
+
+
+def emit(name: str, title: str, body: str, notes: Sequence[str] = ()) -> None:
+    """Print a titled table and keep a copy in `runs/bench/NAME.md`. The load average goes with it:
+    on a shared machine it says how far to trust the figures."""
+    load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
+    notes = [*notes, f"Machine: {machine()}; load average (1, 5, 15 min) when the table was made: {load}."]
+    text = "\n".join([f"### {title}", "", body, "", *notes]).rstrip() + "\n"
+    print("\n" + text, flush=True)
+    WORK.mkdir(parents=True, exist_ok=True)
+    (WORK / f"{name}.md").write_text(text)
+
+
+def machine() -> str:
+    import torch
+
+    return f"{os.cpu_count()} CPUs, torch {torch.__version__} ({torch.get_num_threads()} threads)"

@@ -1,0 +1,91 @@
+"""Labeling throughput: `textclf label` (whole command, start-up included) against the seed-style
+loop (one process, regex tokens, 64-row batches in file order, pad_sequence, no packing), on the same
+mixed-length corpus with models of the same size.
+
+    python benchmarks/labeling.py [--docs 30000] [--archs bilstm,bow,cnn] [--repeats 1]
+
+Both sides are timed the same way, as a whole command in a subprocess. The seed-style models keep
+random weights (speed depends on a model's size, not on its weights); textclf's bundles are trained
+for one epoch. Raw figures go to runs/bench/labeling.json (benchmarks/tokenizer.py reads them).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import seed_style
+from corpus import corpus_dir
+from harness import TEXTCLF, WORK, bundle, emit, median, prepared_data, run_timed, table
+
+SEED_SCRIPT = str(Path(__file__).with_name("seed_style.py"))
+
+
+def seed_checkpoint(arch: str, work: Path) -> Path:
+    """A seed-style model of `arch` with the seed's vocabulary of the train split, random weights."""
+    out = work / "seed" / arch
+    if not (out / "model.pt").exists():
+        model, vocab, labels, _ = seed_style.train(arch, prepared_data(work) / "train", epochs=0)
+        seed_style.save(model, arch, vocab, labels, out)
+    return out
+
+
+def run_textclf(arch: str, corpus: Path, work: Path, caller: str = "labeling") -> dict:
+    # the caller names the output, so two benchmarks running at once never share an OUTPUT
+    out = work / "labeled" / f"{caller}-textclf-{arch}-{corpus.parent.name}"
+    timed = run_timed([TEXTCLF, "label", str(bundle(arch, work)), str(corpus), str(out), "--overwrite"])
+    manifest = json.loads((out / "_manifest.json").read_text())
+    return {"wall_s": timed.wall_s, "docs": manifest["rows_in"], "labeling_s": manifest["elapsed_s"],
+            "padding_efficiency": manifest["padding_efficiency"]}
+
+
+def run_seed(arch: str, corpus: Path, work: Path) -> dict:
+    out = work / "labeled" / f"labeling-seed-{arch}-{corpus.parent.name}"
+    timed = run_timed([sys.executable, SEED_SCRIPT, "label", str(seed_checkpoint(arch, work)), str(corpus), str(out)])
+    result = json.loads(timed.stdout.strip().splitlines()[-1])
+    return {"wall_s": timed.wall_s, "docs": result["docs"], "labeling_s": result["seconds"],
+            "padding_efficiency": result["padding_efficiency"]}
+
+
+def summarize(arch: str, textclf_runs: list[dict], seed_runs: list[dict]) -> list:
+    docs = textclf_runs[0]["docs"]
+    ours, seed = median([r["wall_s"] for r in textclf_runs]), median([r["wall_s"] for r in seed_runs])
+    ours_loop = median([r["labeling_s"] for r in textclf_runs])
+    return [arch, f"{docs / ours:,.0f}", f"{docs / ours_loop:,.0f}", f"{docs / seed:,.0f}", f"{seed / ours:.2f}x",
+            textclf_runs[0]["padding_efficiency"], seed_runs[0]["padding_efficiency"], ours, seed]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--docs", type=int, default=30_000, help="documents in the corpus (default 30,000)")
+    parser.add_argument("--archs", default="bilstm,bow,cnn", help="comma-separated: bilstm, bow, cnn")
+    parser.add_argument("--repeats", type=int, default=1, help="runs of each side; the table shows medians")
+    parser.add_argument("--work", type=Path, default=WORK, help="cache folder (default runs/bench)")
+    args = parser.parse_args()
+
+    corpus = corpus_dir(args.work, args.docs)
+    archs = args.archs.split(",")
+    for arch in archs:  # trained / built before any timing starts
+        bundle(arch, args.work)
+        seed_checkpoint(arch, args.work)
+    results = {arch: {"textclf": [], "seed": []} for arch in archs}
+    for _ in range(args.repeats):  # interleaved, so a noisy spell on the shared machine hits both sides
+        for arch in archs:
+            results[arch]["textclf"].append(run_textclf(arch, corpus, args.work))
+            results[arch]["seed"].append(run_seed(arch, corpus, args.work))
+    (args.work / "labeling.json").write_text(json.dumps({"docs": args.docs, "results": results}, indent=1))
+    rows = [summarize(arch, r["textclf"], r["seed"]) for arch, r in results.items()]
+    headers = ["model", "textclf docs/s (whole command)", "textclf docs/s (labeling only)",
+               "seed-style docs/s (whole command)", "speed-up (target >= 3x for bilstm)",
+               "textclf padding efficiency", "seed-style padding efficiency", "textclf wall (s)", "seed-style wall (s)"]
+    emit("labeling", f"Labeling {args.docs:,} mixed-length documents (1-8 snippets each)", table(headers, rows), [
+        f"Median of {args.repeats} run(s) per side, interleaved. Whole command: process start to exit, "
+        "Ray start-up included for textclf; labeling only: textclf's own elapsed time from `_manifest.json`.",
+        "Seed-style: one process, regex tokens, 64 rows per batch in file order, `pad_sequence`, no packing, "
+        "same layer sizes (random weights). Padding efficiency: real tokens / padded tokens."])
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,156 @@
+"""Training throughput in real (unpadded) tokens/s: `textclf train` with 1 and 2 Ray Train workers,
+against the seed-style loop at the same model size, and against textclf's own training loop run in
+one process without Ray (same model, batcher and step), which gives Ray's overhead per step.
+
+    python benchmarks/training.py [--arch bilstm] [--rows 10246] [--epochs 2] [--workers 1,2]
+
+Throughput is per epoch of training steps (validation excluded), the median over epochs after the
+first (the first warms up). Start-up (Ray, tokenizing, vocabulary, bundle writing) is reported apart:
+the command's wall time minus its epochs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import io
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import seed_style
+from harness import TEXTCLF, WORK, emit, json_events, median, prepared_data, run_timed, table
+
+VALIDATION_ROWS = 256  # validation runs every epoch but is not measured: keep it small
+
+
+def subset(data: Path, rows: int | None, work: Path) -> tuple[Path, Path]:
+    """Train and validation files of the requested size (the first rows of each split)."""
+    out = work / f"train-bench-{rows or 'all'}"
+    if not (out / "validation.parquet").exists():
+        out.mkdir(parents=True, exist_ok=True)
+        train = pq.read_table(data / "train")
+        pq.write_table(train.slice(0, rows) if rows else train, out / "train.parquet")
+        pq.write_table(pq.read_table(data / "validation").slice(0, VALIDATION_ROWS), out / "validation.parquet")
+    return out / "train.parquet", out / "validation.parquet"
+
+
+def steady(values: list[float]) -> float:
+    return median(values[1:] if len(values) > 1 else values)
+
+
+def run_textclf(arch: str, train: Path, validation: Path, epochs: int, workers: int, work: Path) -> dict:
+    out = work / "train-bench-runs" / f"{arch}-w{workers}"
+    timed = run_timed([TEXTCLF, "train", "--train", str(train), "--validation", str(validation), "--out", str(out),
+                       "--arch", arch, "--epochs", str(epochs), "--workers", str(workers), "--patience", "0"])
+    records = json_events(timed.stderr, "epoch")
+    if len(records) != epochs:
+        raise RuntimeError(f"expected {epochs} epoch records from textclf train, got {len(records)}")
+    return {"tokens_per_s": steady([r["tokens_per_s"] for r in records]),
+            "startup_s": timed.wall_s - sum(r["epoch_time_s"] for r in records), "wall_s": timed.wall_s}
+
+
+def run_seed(arch: str, train: Path, epochs: int) -> dict:
+    started = time.monotonic()
+    *_, history = seed_style.train(arch, train, epochs)
+    return {"tokens_per_s": steady([h["tokens_per_s"] for h in history]),
+            "step_ms": steady([h["step_ms"] for h in history]),
+            "startup_s": time.monotonic() - started - sum(h["train_time_s"] for h in history)}
+
+
+class _TableShard:
+    """Stands in for a Ray Data shard: the training loop only calls `iter_batches`."""
+
+    def __init__(self, table: pa.Table) -> None:
+        self.table = table
+
+    def iter_batches(self, batch_size: int, batch_format: str):
+        for start in range(0, self.table.num_rows, batch_size):
+            yield self.table.slice(start, batch_size)
+
+
+def run_without_ray(arch: str, train: Path, epochs: int, threads: int, seed: int = 0) -> dict:
+    """textclf's own epoch loop (`train_loop._Loop`: batcher, model, step) in this process, fed from
+    an in-memory table encoded by textclf's own functions, with the threads one worker would get."""
+    import torch
+
+    from textclf.batching import BatchingConfig
+    from textclf.config import TrainConfig
+    from textclf.encoding import count_table, encode_table, tokenize_table
+    from textclf.models import create_model
+    from textclf.train_loop import WINDOW_ROWS, _Loop
+    from textclf.vocab import Vocab, VocabConfig
+
+    started = time.monotonic()
+    config = TrainConfig(arch=arch, epochs=epochs, seed=seed)
+    table = pq.read_table(train, columns=[config.text_column, config.label_column])
+    tokens = tokenize_table(table, {"lang": config.lang, "lowercase": config.lowercase},
+                            config.text_column, config.label_column)
+    vocab = Vocab.build(count_table(tokens), VocabConfig(config.min_freq, config.max_vocab))
+    labels = sorted(set(tokens.column("label").to_pylist()))
+    encoded = encode_table(tokens, vocab, labels, config.max_tokens)
+    encoded = encoded.take(np.random.default_rng(seed).permutation(encoded.num_rows))  # as random_shuffle
+
+    torch.set_num_threads(threads)
+    torch.manual_seed(seed)
+    model = create_model(arch, vocab_size=len(vocab), num_classes=len(labels), **config.model)
+    steps = [0]
+    model.register_forward_pre_hook(lambda *_: steps.__setitem__(0, steps[0] + 1))
+    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    cfg = {**config.to_dict(), "train_rows": encoded.num_rows, "interactive": False, "labels": labels,
+           "model_config": {"num_classes": len(labels)}}
+    loop = _Loop(model, model, optimizer, torch.nn.CrossEntropyLoss(reduction="sum"), torch.device("cpu"), cfg,
+                 0, 1, BatchingConfig(config.batch_tokens, config.max_batch_rows, WINDOW_ROWS))
+    startup = time.monotonic() - started
+    tokens_per_s, step_ms = [], []
+    for epoch in range(1, epochs + 1):
+        steps[0] = 0
+        with contextlib.redirect_stderr(io.StringIO()):  # the loop's progress lines
+            record = loop.train_epoch(_TableShard(encoded), np.random.default_rng([seed, epoch, 0]), epoch)
+        tokens_per_s.append(record["tokens_per_s"])
+        step_ms.append(1000 * record["train_time_s"] / steps[0])
+    return {"tokens_per_s": steady(tokens_per_s), "step_ms": steady(step_ms), "startup_s": startup}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--arch", default="bilstm", help="architecture (default bilstm, the seed's model)")
+    parser.add_argument("--rows", type=int, help="train rows (default: the whole rotten-tomatoes train split)")
+    parser.add_argument("--epochs", type=int, default=2, help="epochs per run; the first is left out when > 1")
+    parser.add_argument("--workers", default="1,2", help="comma-separated Ray Train worker counts")
+    parser.add_argument("--work", type=Path, default=WORK, help="cache folder (default runs/bench)")
+    args = parser.parse_args()
+
+    train, validation = subset(prepared_data(args.work), args.rows, args.work)
+    rows_used = pq.read_metadata(train).num_rows
+    seed = run_seed(args.arch, train, args.epochs)
+    no_ray = run_without_ray(args.arch, train, args.epochs, threads=os.cpu_count() or 1)
+    ray_runs = {int(n): run_textclf(args.arch, train, validation, args.epochs, int(n), args.work)
+                for n in args.workers.split(",")}
+
+    def ratio(tps: float) -> str:
+        return f"{tps / seed['tokens_per_s']:.2f}x"
+
+    rows = [["seed-style loop (64 rows in file order, no packing)", "1 process", seed["tokens_per_s"], "1.00x",
+             f"{seed['step_ms']:.1f}", seed["startup_s"]],
+            ["textclf loop without Ray (same batcher, model, step)", "1 process", no_ray["tokens_per_s"],
+             ratio(no_ray["tokens_per_s"]), f"{no_ray['step_ms']:.1f}", no_ray["startup_s"]]]
+    for workers, run in ray_runs.items():
+        rows.append([f"`textclf train --workers {workers}`", f"{workers} worker(s)", run["tokens_per_s"],
+                     ratio(run["tokens_per_s"]), "not reported", run["startup_s"]])
+    notes = [f"{args.arch}, {rows_used:,} train rows, {args.epochs} epoch(s) per run; tokens/s is the median over "
+             "epochs after the first. Start-up: everything but the epochs (for textclf train: Ray, tokenizing, "
+             "vocabulary, bundle; for the in-process runs: tokenizing and vocabulary)."]
+    if 1 in ray_runs:
+        overhead = no_ray["tokens_per_s"] / ray_runs[1]["tokens_per_s"] - 1
+        notes.append(f"Ray's overhead per step, 1 worker against the loop without Ray: {overhead:+.1%} "
+                     "(target within 10%). Target vs seed-style with 1 worker: >= 2x.")
+    headers = ["run", "processes", "real tokens/s", "vs seed-style", "ms/step", "start-up and other (s)"]
+    emit("training", f"Training throughput ({args.arch})", table(headers, rows), notes)
+
+
+if __name__ == "__main__":
+    main()
