@@ -32,8 +32,9 @@ def test_every_row_out_in_order_with_errors_for_unlabelable_text(bundle_dir):
     batch = pa.table({"id": ["a", "b", "c", "d", "e", "f"], "text": texts, "source": [1, 2, 3, 4, 5, 6]})
     out = label_batch(bundle_dir, batch, keep_columns=["source"], probabilities=True)
     assert out.column_names == ["id", "label", "confidence", "error", "probs", "source", "_real_tokens",
-                                "_padded_tokens"]
+                                "_padded_tokens", "_rows", "_node"]
     real, padded = out["_real_tokens"].to_pylist(), out["_padded_tokens"].to_pylist()
+    assert out["_rows"].to_pylist() == [6, 0, 0, 0, 0, 0]  # per call, on its first row
     assert real[0] > 0 and padded[0] >= real[0] and sum(real[1:]) == sum(padded[1:]) == 0
     assert out["id"].to_pylist() == ["a", "b", "c", "d", "e", "f"] and out["source"].to_pylist() == [1, 2, 3, 4, 5, 6]
     assert out["error"].to_pylist() == [None, "null text", "empty text", "whitespace-only text", None, None]

@@ -15,7 +15,6 @@ import sys
 import tempfile
 import time
 import uuid
-from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -160,9 +159,8 @@ def test_two_nodes_train_and_label_like_one_node(two_nodes, ray_local, tiny_corp
                        "--address", address], two_nodes.env)
     actors = two_nodes.ask("actors", LABEL_ACTOR)["actors"]
     assert {a["node_id"] for a in actors} == node_ids, actors
-    calls = two_nodes.ask("tasks", LABEL_ACTOR)["tasks"]
-    tasks = Counter(t["node_id"] for t in calls if t["node_id"])
-    assert set(tasks) == node_ids, calls  # both nodes' actors labeled batches
+    rows_per_node = json.loads((labeled / "_manifest.json").read_text())["rows_per_node"]
+    assert set(rows_per_node) == node_ids and sum(rows_per_node.values()) >= LABEL_ROWS, rows_per_node
 
     out = pq.read_table(labeled).sort_by("id")
     assert (labeled / "_SUCCESS").exists() and out.num_rows == LABEL_ROWS
@@ -176,14 +174,14 @@ def test_two_nodes_train_and_label_like_one_node(two_nodes, ray_local, tiny_corp
     print(f"\n2-node train {train_s:.1f} s (1 node {local_train_s:.1f} s), one DDP worker on each of "
           f"{sorted(w['node_id'][:8] for w in workers)}, validation accuracy {h2['val_accuracy']:.4f} "
           f"(1 node {h1['val_accuracy']:.4f}), test predictions agree {agree:.1%}; 2-node label {label_s:.1f} s "
-          f"for {LABEL_ROWS:,} rows, inference calls per node {dict((k[:8], v) for k, v in tasks.items())}")
+          f"for {LABEL_ROWS:,} rows, rows per node {dict((k[:8], v) for k, v in rows_per_node.items())}")
 
 
 def _serve() -> None:
     """Helper process: a head and a worker node, 1 CPU each, on 127.0.0.1; commands on stdin
-    (`actors NAME`, `tasks NAME`, `resize CPUS`), one JSON reply per line; EOF stops the nodes."""
+    (`actors NAME`, `resize CPUS`), one JSON reply per line; EOF stops the nodes."""
     from ray.cluster_utils import Cluster
-    from ray.util.state import list_actors, list_tasks
+    from ray.util.state import list_actors
 
     dashboard = int(os.environ["TC_DASHBOARD_PORT"])
     api = f"http://127.0.0.1:{dashboard}"
@@ -208,11 +206,6 @@ def _serve() -> None:
             found = list_actors(address=api, filters=[("class_name", "=", arg)], detail=True, limit=1000,
                                 raise_on_missing_output=False)
             reply(actors=[{"node_id": a.node_id, "state": a.state} for a in found])
-        elif command == "tasks":  # finished method calls of the actors of class `arg`
-            found = list_tasks(address=api, filters=[("state", "=", "FINISHED")], detail=True, limit=10000,
-                               raise_on_missing_output=False)
-            reply(tasks=[{"node_id": t.node_id, "name": t.name} for t in found
-                         if t.name.startswith(arg + ".") and t.actor_id])
     cluster.shutdown()
 
 

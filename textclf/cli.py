@@ -170,8 +170,8 @@ def prepare(source, out, text_column, label_column, id_column, split_text, seed,
 @click.option("--keep-columns", default="", help="Comma-separated input columns copied to the output.")
 @click.option("--probabilities", is_flag=True, help="Add a probs column (label order in the schema metadata).")
 @click.option("--format", "fmt", type=click.Choice(["parquet", "arrow"]), default="parquet", show_default=True)
-@click.option("--batch-tokens", type=int, default=16_384, show_default=True,
-              help="Padded tokens per inference batch (more: faster on GPU, more memory).")
+@click.option("--batch-tokens", type=int,
+              help="Padded tokens per inference batch (default 4096 on CPU, 16384 on GPU).")
 @click.option("--concurrency", type=int, default=1, show_default=True, help="Inference actors.")
 @click.option("--use-gpu", is_flag=True, help="One GPU per inference actor.")
 @click.option("--stall-timeout", type=float, default=900, show_default=True,

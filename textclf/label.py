@@ -19,7 +19,7 @@ import signal
 import threading
 import time
 import uuid
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Iterator, Sequence
 
@@ -28,11 +28,10 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from textclf.batching import BatchingConfig, PaddingStats
+from textclf.batching import PaddingStats
 from textclf.bundle import read_bundle_meta
 from textclf.errors import DataError, PartialFailure, TextclfError
 from textclf.faults import fault, worker_env
-from textclf.inference import INFERENCE_BATCHING
 from textclf.label_inputs import InputFile, discover_inputs
 from textclf.progress import Progress
 
@@ -55,7 +54,7 @@ class LabelConfig:
     format: str = "parquet"
     concurrency: int = 1
     use_gpu: bool = False
-    batch_tokens: int = INFERENCE_BATCHING.batch_tokens
+    batch_tokens: int | None = None  # None: the device's default (textclf.inference.inference_batching)
     stall_timeout_s: float = 900.0  # no labeled rows for this long: an actor is hung, fail the run
 
     def __post_init__(self) -> None:
@@ -63,7 +62,7 @@ class LabelConfig:
             raise DataError(f"--format must be parquet or arrow, got {self.format!r}")
         if self.concurrency < 1:
             raise DataError(f"--concurrency must be >= 1, got {self.concurrency}")
-        if self.batch_tokens < 1:
+        if self.batch_tokens is not None and self.batch_tokens < 1:
             raise DataError(f"--batch-tokens must be >= 1, got {self.batch_tokens}")
         if self.stall_timeout_s <= 0:
             raise DataError(f"--stall-timeout must be > 0, got {self.stall_timeout_s}")
@@ -88,6 +87,14 @@ class _FileState:
     failed: str | None = None
 
 
+@dataclass
+class _RunStats:
+    """What this run measured, for the manifest."""
+
+    padding: PaddingStats = field(default_factory=PaddingStats)
+    rows_per_node: dict[str, int] = field(default_factory=dict)  # labeled by the actors of each Ray node
+
+
 def label(model_dir: str, input_spec: str, output: str, config: LabelConfig = LabelConfig(),
           overwrite: bool = False, address: str | None = None) -> dict:
     meta = read_bundle_meta(model_dir)  # a folder that is not a bundle fails here, before anything
@@ -106,15 +113,15 @@ def label(model_dir: str, input_spec: str, output: str, config: LabelConfig = La
         states = [_FileState(i, f, _output_name(i, f.path, config.format), np.zeros(f.rows or 0, bool))
                   for i, f in enumerate(inputs)]
         pending = [s for s in states if s.source.error is None and not (out / s.output).exists()]
-        started, padding = time.monotonic(), PaddingStats()
+        started, stats = time.monotonic(), _RunStats()
         for state in [s for s in pending if s.source.rows == 0]:
             _commit_empty(state, filesystem, out, config, meta["labels"])
             pending.remove(state)
         try:
             if pending:
-                _run_pipeline(model_dir, filesystem, pending, out, config, address, padding)
+                _run_pipeline(model_dir, filesystem, pending, out, config, address, stats)
             rows_done = sum(s.done for s in pending)
-            return _write_manifest(out, run, states, rows_done, padding, time.monotonic() - started)
+            return _write_manifest(out, run, states, rows_done, stats, time.monotonic() - started)
         except OSError as e:  # disk full, permissions changed under us, a storage outage
             raise TextclfError(f"cannot write to OUTPUT {out}: {e.strerror or e}; "
                                "partial files were removed, rerun the same command to resume") from None
@@ -221,7 +228,7 @@ def read_files(batch: pa.Table, filesystem, text_column: str, id_column: str, ke
 
 
 def _run_pipeline(model_dir: str, filesystem, pending: list[_FileState], out: Path, config: LabelConfig,
-                  address: str | None, padding: PaddingStats) -> None:
+                  address: str | None, stats: _RunStats) -> None:
     from textclf.labeler import STATS, BatchLabeler, encode_texts
     from textclf.raysession import ray_session
 
@@ -239,20 +246,22 @@ def _run_pipeline(model_dir: str, filesystem, pending: list[_FileState], out: Pa
         # tokenizing stays on CPU tasks, so GPU actors only run the model
         encoded = chunks.map_batches(encode_texts, batch_format="pyarrow",
                                      fn_kwargs=dict(model_dir=model_dir, text_column="_text"))
-        batching = BatchingConfig(batch_tokens=config.batch_tokens, max_rows=INFERENCE_BATCHING.max_rows,
-                                  window_rows=INFERENCE_BATCHING.window_rows)
         labeled = encoded.map_batches(
             BatchLabeler, batch_format="pyarrow", batch_size=INFER_ROWS,
             fn_constructor_kwargs=dict(model_dir=model_dir, keep_columns=["_file", "_row", *config.keep_columns],
-                                       probabilities=config.probabilities, batching=batching,
+                                       probabilities=config.probabilities, batch_tokens=config.batch_tokens,
                                        threads=None if config.use_gpu else _cpu_threads_per_actor(config.concurrency)),
             compute=ray.data.ActorPoolStrategy(size=config.concurrency), num_gpus=1 if config.use_gpu else 0,
             runtime_env=worker_env())
+        padding, rows_per_node = stats.padding, stats.rows_per_node
         progress = Progress("label", sum(s.source.rows for s in pending))
         batches = labeled.iter_batches(batch_format="pyarrow", batch_size=None)
         for batch in _with_stall_timeout(batches, config.stall_timeout_s):
             padding.real_tokens += pc.sum(batch["_real_tokens"]).as_py() or 0
             padding.padded_tokens += pc.sum(batch["_padded_tokens"]).as_py() or 0
+            calls = batch.select(["_node", "_rows"]).filter(pc.is_valid(batch["_node"]))
+            for node, rows in zip(calls["_node"].to_pylist(), calls["_rows"].to_pylist()):
+                rows_per_node[node] = rows_per_node.get(node, 0) + rows
             batch = batch.drop_columns(list(STATS))
             for file_index in np.unique(batch["_file"].to_numpy()):
                 part = batch.filter(pc.equal(batch["_file"], int(file_index)))
@@ -354,8 +363,9 @@ def _pause_after_commit(out: Path) -> None:
         time.sleep(24 * 3600)
 
 
-def _write_manifest(out: Path, run: dict, states: list[_FileState], rows_done: int, padding: PaddingStats,
+def _write_manifest(out: Path, run: dict, states: list[_FileState], rows_done: int, stats: _RunStats,
                     elapsed: float) -> dict:
+    padding = stats.padding
     inputs, failed = [], []
     rows_labeled = rows_error = 0
     for s in states:
@@ -378,7 +388,8 @@ def _write_manifest(out: Path, run: dict, states: list[_FileState], rows_done: i
                 "rows_this_run": rows_done, "elapsed_s": round(elapsed, 2),
                 "docs_per_s": round(rows_done / elapsed, 1) if elapsed and rows_done else None,
                 "tokens_per_s": round(padding.real_tokens / elapsed, 1) if elapsed and rows_done else None,
-                "padding_efficiency": round(padding.efficiency, 4) if rows_done else None}
+                "padding_efficiency": round(padding.efficiency, 4) if rows_done else None,
+                "rows_per_node": stats.rows_per_node}
     tmp = out / (TMP_PREFIX + MANIFEST)
     tmp.write_text(json.dumps(manifest, indent=1))
     os.replace(tmp, out / MANIFEST)

@@ -19,17 +19,19 @@ import numpy as np
 import pyarrow as pa
 import torch
 
-from textclf.batching import BatchingConfig, PaddingStats
+from textclf.batching import PaddingStats
 from textclf.bundle import read_bundle_meta
 from textclf.encoding import cached_tokenizer, ids_column, list_arrays
 from textclf.errors import DataError
 from textclf.faults import fire_limited
-from textclf.inference import INFERENCE_BATCHING, Predictor
+from textclf.inference import Predictor
 from textclf.tokenizer import TokenizerConfig
 from textclf.vocab import Vocab
 
 PROBS_LABELS_KEY = b"textclf.probs_labels"  # schema metadata: label names in `probs` order
-STATS = ("_real_tokens", "_padded_tokens")  # per-batch padding figures, carried on the batch's first row
+# per-call figures, carried on the call's first row (null or 0 on the others): padded and real tokens,
+# rows, and the node that labeled them
+STATS = ("_real_tokens", "_padded_tokens", "_rows", "_node")
 
 
 @functools.lru_cache(maxsize=2)
@@ -58,12 +60,12 @@ class BatchLabeler:
     + kept columns, + the batch's padding figures in `_real_tokens` / `_padded_tokens`)."""
 
     def __init__(self, model_dir: str, keep_columns: Sequence[str] = (), probabilities: bool = False,
-                 device: str | None = None, batching: BatchingConfig = INFERENCE_BATCHING,
-                 threads: int | None = None) -> None:
+                 device: str | None = None, batch_tokens: int | None = None, threads: int | None = None) -> None:
         if threads:
             torch.set_num_threads(threads)
-        self.predictor = Predictor(model_dir, device=device, batching=batching)
+        self.predictor = Predictor(model_dir, device=device, batch_tokens=batch_tokens)
         self.keep_columns = list(keep_columns)
+        self.node = _node_id()
         self.probabilities = probabilities
 
     @property
@@ -72,7 +74,8 @@ class BatchLabeler:
 
     def output_schema(self, batch_schema: pa.Schema) -> pa.Schema:
         kept = [batch_schema.field(name) for name in self.keep_columns]
-        return output_schema(self.labels, self.probabilities, kept + [pa.field(n, pa.int64()) for n in STATS])
+        stats = [pa.field(n, pa.int64()) for n in STATS[:-1]] + [pa.field("_node", pa.string())]
+        return output_schema(self.labels, self.probabilities, kept + stats)
 
     def __call__(self, batch: pa.Table) -> pa.Table:
         if fire_limited("actor_crash"):
@@ -100,9 +103,19 @@ class BatchLabeler:
             columns["probs"] = pa.ListArray.from_arrays(offsets, flat, mask=pa.array(~ok))
         for name in self.keep_columns:
             columns[name] = batch.column(name)
-        for name, value in zip(STATS, (padding.real_tokens, padding.padded_tokens)):
+        for name, value in zip(STATS, (padding.real_tokens, padding.padded_tokens, batch.num_rows)):
             columns[name] = pa.array([value] + [0] * (batch.num_rows - 1), pa.int64())
+        columns["_node"] = pa.array([self.node] + [None] * (batch.num_rows - 1), pa.string())
         return pa.Table.from_pydict(columns, schema=self.output_schema(batch.schema))
+
+
+def _node_id() -> str | None:
+    try:
+        import ray
+
+        return ray.get_runtime_context().get_node_id() if ray.is_initialized() else None
+    except ImportError:  # the labeler also runs without Ray (tests, predict-like use)
+        return None
 
 
 def output_schema(labels: Sequence[str], probabilities: bool, extra: Sequence[pa.Field] = ()) -> pa.Schema:

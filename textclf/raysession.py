@@ -8,6 +8,8 @@ import os
 import socket
 from typing import Iterator
 
+from textclf.errors import UsageError
+
 
 @contextlib.contextmanager
 def ray_session(address: str | None = None, num_cpus: int | None = None) -> Iterator[None]:
@@ -15,6 +17,11 @@ def ray_session(address: str | None = None, num_cpus: int | None = None) -> Iter
     for the duration of the block. A session someone else started is reused and left running."""
     import ray
 
+    address = address or os.environ.get("RAY_ADDRESS") or None
+    if address and address.startswith(("http://", "https://")):
+        # the job server's address (what `ray job submit` takes), not one a driver can join
+        raise UsageError(f"Ray address {address} is a job-server URL; give the cluster's GCS address "
+                         "(e.g. 127.0.0.1:6380) with --address, or submit the command as a Ray job")
     if ray.is_initialized():
         yield
         return
@@ -22,7 +29,6 @@ def ray_session(address: str | None = None, num_cpus: int | None = None) -> Iter
     # textclf reports its own progress; Ray Data's per-dataset lines (and its warning, repeated in
     # every actor, that its bars are off) would drown it. Set RAY_DATA_LOG_LEVEL to see them.
     os.environ.setdefault("RAY_DATA_LOG_LEVEL", "ERROR")
-    address = address or os.environ.get("RAY_ADDRESS") or None
     kwargs = dict(logging_level=logging.WARNING, log_to_driver=True)
     with contextlib.ExitStack() as local:
         if address is None:

@@ -1,7 +1,11 @@
 """Bidirectional LSTM classifier (after bentrevett's "upgraded sentiment analysis").
 
-Sequences are packed, so padding never reaches the LSTM and a row's output does not
-depend on how its batch was padded.
+Padding never reaches a real position, so a row's output does not depend on how its batch was
+padded. Packed sequences would do that, but on CPU they miss oneDNN's fused LSTM kernel and run
+about half as fast; instead each layer and direction runs as one unpacked LSTM over right-padded
+rows: the forward direction is causal, so trailing padding cannot reach real positions, and the
+backward direction runs on each row reversed within its own length. Same parameters as `nn.LSTM`
+(the module holds them), same results as packing (within float rounding).
 """
 
 from __future__ import annotations
@@ -10,7 +14,7 @@ from dataclasses import dataclass
 
 import torch
 from torch import nn
-from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
+from torch.nn import functional as F
 
 from textclf.models.registry import (
     TextClassifier,
@@ -82,16 +86,43 @@ class BiLSTM(TextClassifier):
                     param[hidden : 2 * hidden] = 1.0  # gate order: input, forget, cell, output
 
     def forward(self, ids: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-        embedded = self.dropout(self.embedding(ids))
-        packed = pack_padded_sequence(embedded, lengths.cpu(), batch_first=True, enforce_sorted=False)
-        outputs, (hidden, _) = self.lstm(packed)
+        lengths = lengths.to(ids.device)
+        x = self.dropout(self.embedding(ids))
+        reverse = _reverse_within_length(lengths, ids.size(1))
+        layers = self.config.num_layers
+        for layer in range(layers):
+            outputs = [self._direction(x, layer, "")]
+            if self.config.bidirectional:  # reversed in, reversed back: aligned with the forward outputs
+                backward = self._direction(_take(x, reverse), layer, "_reverse")
+                outputs.append(_take(backward, reverse))
+            x = torch.cat(outputs, dim=2)
+            if layer < layers - 1:
+                x = F.dropout(x, self.config.dropout, self.training)  # between layers, as nn.LSTM does
         if self.config.pooling == "max":
-            # padded positions come back as zeros: fill them with -inf so they never win the max
-            padded, _ = pad_packed_sequence(outputs, batch_first=True, padding_value=float("-inf"))
-            return self.fc(self.dropout(padded.max(dim=1).values))
-        # hidden: [num_layers * directions, B, H]; keep the last layer's final states.
+            real = torch.arange(x.size(1), device=x.device) < lengths.unsqueeze(1)
+            return self.fc(self.dropout(x.masked_fill(~real.unsqueeze(2), float("-inf")).max(dim=1).values))
+        # final states: the forward direction's at each row's last real token, the backward's at 0
+        hidden = self.config.hidden_dim
+        last = x[torch.arange(x.size(0), device=x.device), lengths - 1]
         if self.config.bidirectional:
-            last = torch.cat([hidden[-2], hidden[-1]], dim=1)
-        else:
-            last = hidden[-1]
+            last = torch.cat([last[:, :hidden], x[:, 0, hidden:]], dim=1)
         return self.fc(self.dropout(last))
+
+    def _direction(self, x: torch.Tensor, layer: int, suffix: str) -> torch.Tensor:
+        """One layer, one direction of self.lstm, over the whole padded batch: [B, T, hidden]."""
+        lstm = self.lstm
+        weights = [getattr(lstm, f"{name}_l{layer}{suffix}") for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")]
+        zeros = x.new_zeros(1, x.size(0), self.config.hidden_dim)
+        # aten's LSTM (what nn.LSTM calls): one layer, no dropout, unidirectional, batch first
+        return torch.lstm(x, (zeros, zeros), weights, True, 1, 0.0, self.training, False, True)[0]
+
+
+def _reverse_within_length(lengths: torch.Tensor, steps: int) -> torch.Tensor:
+    """[B, T] time indices that reverse each row's first `length` steps and leave its padding in place."""
+    t = torch.arange(steps, device=lengths.device).unsqueeze(0)
+    last = lengths.unsqueeze(1) - 1
+    return torch.where(t <= last, last - t, t)
+
+
+def _take(x: torch.Tensor, time_index: torch.Tensor) -> torch.Tensor:
+    return x.gather(1, time_index.unsqueeze(2).expand(-1, -1, x.size(2)))
