@@ -41,9 +41,10 @@ def run_textclf(arch: str, corpus: Path, work: Path, caller: str = "labeling") -
             "padding_efficiency": manifest["padding_efficiency"]}
 
 
-def run_seed(arch: str, corpus: Path, work: Path) -> dict:
+def run_seed(arch: str, corpus: Path, work: Path, threads: int | None = None) -> dict:
     out = work / "labeled" / f"labeling-seed-{arch}-{corpus.parent.name}"
-    timed = run_timed([sys.executable, SEED_SCRIPT, "label", str(seed_checkpoint(arch, work)), str(corpus), str(out)])
+    cmd = [sys.executable, SEED_SCRIPT, "label", str(seed_checkpoint(arch, work)), str(corpus), str(out)]
+    timed = run_timed(cmd + (["--threads", str(threads)] if threads else []))
     result = json.loads(timed.stdout.strip().splitlines()[-1])
     return {"wall_s": timed.wall_s, "docs": result["docs"], "labeling_s": result["seconds"],
             "padding_efficiency": result["padding_efficiency"]}
@@ -62,6 +63,8 @@ def main() -> None:
     parser.add_argument("--docs", type=int, default=30_000, help="documents in the corpus (default 30,000)")
     parser.add_argument("--archs", default="bilstm,bow,cnn", help="comma-separated: bilstm, bow, cnn")
     parser.add_argument("--repeats", type=int, default=1, help="runs of each side; the table shows medians")
+    parser.add_argument("--seed-threads", type=int,
+                        help="torch threads of the seed-style loop (default: torch's, one per core)")
     parser.add_argument("--work", type=Path, default=WORK, help="cache folder (default runs/bench)")
     args = parser.parse_args()
 
@@ -74,7 +77,7 @@ def main() -> None:
     for _ in range(args.repeats):  # interleaved, so a noisy spell on the shared machine hits both sides
         for arch in archs:
             results[arch]["textclf"].append(run_textclf(arch, corpus, args.work))
-            results[arch]["seed"].append(run_seed(arch, corpus, args.work))
+            results[arch]["seed"].append(run_seed(arch, corpus, args.work, args.seed_threads))
     (args.work / "labeling.json").write_text(json.dumps({"docs": args.docs, "results": results}, indent=1))
     rows = [summarize(arch, r["textclf"], r["seed"]) for arch, r in results.items()]
     headers = ["model", "textclf docs/s (whole command)", "textclf docs/s (labeling only)",
@@ -84,7 +87,8 @@ def main() -> None:
         f"Median of {args.repeats} run(s) per side, interleaved. Whole command: process start to exit, "
         "Ray start-up included for textclf; labeling only: textclf's own elapsed time from `_manifest.json`.",
         "Seed-style: one process, regex tokens, 64 rows per batch in file order, `pad_sequence`, no packing, "
-        "same layer sizes (random weights). Padding efficiency: real tokens / padded tokens."])
+        f"same layer sizes (random weights), torch threads: {args.seed_threads or 'default'}. "
+        "Padding efficiency: real tokens / padded tokens."])
 
 
 if __name__ == "__main__":

@@ -228,7 +228,13 @@ def main() -> None:
     run.add_argument("checkpoint")
     run.add_argument("input_dir")
     run.add_argument("output_dir")
+    for command in (fit, run):
+        # torch's default is one thread per core; its threads spin-wait for each other, so on a busy
+        # machine 2 threads on 2 cores can run many times slower than 1
+        command.add_argument("--threads", type=int, help="torch threads (default: torch's own default)")
     args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
     if args.command == "train":
         model, vocab, labels, history = train(args.arch, args.train, args.epochs, args.rows)
         for record in history:
