@@ -172,7 +172,7 @@ def prepare(source, out, text_column, label_column, id_column, split_text, seed,
 @click.option("--format", "fmt", type=click.Choice(["parquet", "arrow"]), default="parquet", show_default=True)
 @click.option("--batch-tokens", type=int,
               help="Padded tokens per inference batch (default 4096 on CPU, 16384 on GPU).")
-@click.option("--concurrency", type=int, default=1, show_default=True, help="Inference actors.")
+@click.option("--concurrency", type=int, help="Inference actors (default: one per GPU with --use-gpu, else one per CPU core).")
 @click.option("--use-gpu", is_flag=True, help="One GPU per inference actor.")
 @click.option("--stall-timeout", type=float, default=900, show_default=True,
               help="Fail when no rows are labeled for this many seconds (a hung actor).")

@@ -39,7 +39,7 @@ RUN, MANIFEST, SUCCESS = "_run.json", "_manifest.json", "_SUCCESS"
 LOCK = ".lock"  # held (flock) by the run writing OUTPUT; the kernel drops it when that process dies
 TMP_PREFIX = ".tmp-"  # hidden, so readers of OUTPUT (pyarrow datasets, Spark) skip unfinished files
 READ_ROWS = 4096  # rows per chunk read from an input file
-INFER_ROWS = 16_384  # rows per inference call: the window sorted by length, so larger pads less
+INFER_ROWS = 4096  # rows per inference call: sorted by length inside; larger pads less, smaller streams better
 # Ray Data merges a task's output up to this size; small enough that a big input file streams through
 # in pieces (memory stays flat as files grow), large enough that per-block overhead stays negligible
 BLOCK_BYTES = 16 * 1024 * 1024
@@ -52,7 +52,7 @@ class LabelConfig:
     keep_columns: tuple[str, ...] = ()
     probabilities: bool = False
     format: str = "parquet"
-    concurrency: int = 1
+    concurrency: int | None = None  # inference actors; None: one per GPU, or one per CPU core
     use_gpu: bool = False
     batch_tokens: int | None = None  # None: the device's default (textclf.inference.inference_batching)
     stall_timeout_s: float = 900.0  # no labeled rows for this long: an actor is hung, fail the run
@@ -60,7 +60,7 @@ class LabelConfig:
     def __post_init__(self) -> None:
         if self.format not in ("parquet", "arrow"):
             raise DataError(f"--format must be parquet or arrow, got {self.format!r}")
-        if self.concurrency < 1:
+        if self.concurrency is not None and self.concurrency < 1:
             raise DataError(f"--concurrency must be >= 1, got {self.concurrency}")
         if self.batch_tokens is not None and self.batch_tokens < 1:
             raise DataError(f"--batch-tokens must be >= 1, got {self.batch_tokens}")
@@ -233,7 +233,8 @@ def _run_pipeline(model_dir: str, filesystem, pending: list[_FileState], out: Pa
     from textclf.raysession import ray_session
 
     by_index = {s.index: s for s in pending}
-    with ray_session(address):
+    # local Ray: a CPU beyond the actors' own, or actors holding every CPU starve the reading tasks
+    with ray_session(address, num_cpus=max(os.cpu_count() or 1, config.concurrency or 1) + 1):
         import ray.data  # after the session sets Ray Data's log level
 
         ray.data.DataContext.get_current().target_max_block_size = BLOCK_BYTES
@@ -246,12 +247,14 @@ def _run_pipeline(model_dir: str, filesystem, pending: list[_FileState], out: Pa
         # tokenizing stays on CPU tasks, so GPU actors only run the model
         encoded = chunks.map_batches(encode_texts, batch_format="pyarrow",
                                      fn_kwargs=dict(model_dir=model_dir, text_column="_text"))
+        actors, per_node = _actor_layout(config)
         labeled = encoded.map_batches(
             BatchLabeler, batch_format="pyarrow", batch_size=INFER_ROWS,
             fn_constructor_kwargs=dict(model_dir=model_dir, keep_columns=["_file", "_row", *config.keep_columns],
                                        probabilities=config.probabilities, batch_tokens=config.batch_tokens,
-                                       threads=None if config.use_gpu else _cpu_threads_per_actor(config.concurrency)),
-            compute=ray.data.ActorPoolStrategy(size=config.concurrency), num_gpus=1 if config.use_gpu else 0,
+                                       actors_per_node=None if config.use_gpu else per_node),
+            compute=ray.data.ActorPoolStrategy(size=actors),
+            num_gpus=1 if config.use_gpu else 0,
             runtime_env=worker_env())
         padding, rows_per_node = stats.padding, stats.rows_per_node
         progress = Progress("label", sum(s.source.rows for s in pending))
@@ -276,16 +279,19 @@ def _run_pipeline(model_dir: str, filesystem, pending: list[_FileState], out: Pa
             state.failed = f"read stopped after {state.done} of {state.source.rows} rows"
 
 
-def _cpu_threads_per_actor(concurrency: int) -> int:
-    """Torch threads for a CPU inference actor: its share of a node's cores. Ray would give it one
-    (OMP_NUM_THREADS=1 for a 1-CPU actor), leaving the other cores idle once tokenizing is done."""
+def _actor_layout(config: LabelConfig) -> tuple[int, int]:
+    """(inference actors, actors per node). By default one per GPU, or on CPU one per core less one
+    per node, which is left to the reading and tokenizing tasks (local Ray counts one CPU extra)."""
     import ray
 
-    nodes = [n for n in ray.nodes() if n["Alive"] and n["Resources"].get("CPU")]
-    if not nodes:
-        return 1
-    cores = max(int(n["Resources"]["CPU"]) for n in nodes)
-    return max(1, cores // -(-concurrency // len(nodes)))
+    nodes = [n["Resources"] for n in ray.nodes() if n["Alive"]]
+    if config.concurrency:
+        actors = config.concurrency
+    elif config.use_gpu:
+        actors = max(1, int(sum(n.get("GPU", 0) for n in nodes)))
+    else:
+        actors = max(1, int(sum(n.get("CPU", 0) for n in nodes)) - len(nodes))
+    return actors, -(-actors // max(1, len(nodes)))
 
 
 def _with_stall_timeout(batches: Iterator[pa.Table], timeout_s: float) -> Iterator[pa.Table]:

@@ -60,9 +60,10 @@ class BatchLabeler:
     + kept columns, + the batch's padding figures in `_real_tokens` / `_padded_tokens`)."""
 
     def __init__(self, model_dir: str, keep_columns: Sequence[str] = (), probabilities: bool = False,
-                 device: str | None = None, batch_tokens: int | None = None, threads: int | None = None) -> None:
-        if threads:
-            torch.set_num_threads(threads)
+                 device: str | None = None, batch_tokens: int | None = None,
+                 actors_per_node: int | None = None) -> None:
+        if actors_per_node:  # CPU: this actor's share of the node's cores (Ray would give it one thread)
+            torch.set_num_threads(max(1, len(os.sched_getaffinity(0)) // actors_per_node))
         self.predictor = Predictor(model_dir, device=device, batch_tokens=batch_tokens)
         self.keep_columns = list(keep_columns)
         self.node = _node_id()
