@@ -13,9 +13,8 @@ def test_yaml_values_then_flags_that_were_given(tmp_path):
     assert config.workers == 1  # a flag left out (None) keeps the YAML value or the default
 
 
-def test_learning_rate_defaults_per_architecture():
-    assert TrainConfig(arch="bow").lr == 2e-3 and TrainConfig(arch="bilstm").lr == 1e-3
-    assert TrainConfig(arch="bow", lr=0.1).lr == 0.1
+def test_learning_rate_default_and_override():
+    assert TrainConfig(arch="bow").lr == 1e-3 and TrainConfig(arch="bow", lr=0.1).lr == 0.1
 
 
 @pytest.mark.parametrize("options, fragment", [

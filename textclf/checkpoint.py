@@ -66,17 +66,28 @@ def check_training_state(directory: Path) -> dict[str, Any]:
 
 
 def _split_optimizer_state(sd: dict) -> tuple[dict[str, torch.Tensor], dict]:
-    tensors, per_param = {}, {}
+    """Tensors apart from scalars. Moments of a sparse table are zero on every row training has not
+    touched (most of a hashed bigram table), so such tensors keep only their non-zero rows."""
+    tensors, per_param, compact = {}, {}, {}
     for index, entries in sd["state"].items():
         for name, value in entries.items():
-            if torch.is_tensor(value):
-                tensors[f"{index}.{name}"] = value
-            else:
+            key = f"{index}.{name}"
+            if not torch.is_tensor(value):
                 per_param.setdefault(str(index), {})[name] = value
-    return tensors, {"param_groups": sd["param_groups"], "per_param": per_param}
+                continue
+            rows = value.any(dim=1).nonzero().squeeze(1) if value.dim() == 2 else None
+            if rows is not None and len(rows) < value.size(0) // 2:
+                tensors[f"{key}.rows"], tensors[f"{key}.values"] = rows, value[rows]
+                compact[key] = list(value.shape)
+            else:
+                tensors[key] = value
+    return tensors, {"param_groups": sd["param_groups"], "per_param": per_param, "compact": compact}
 
 
 def _join_optimizer_state(tensors: dict[str, torch.Tensor], scalars: dict) -> dict:
+    for key, shape in scalars.get("compact", {}).items():
+        rows, values = tensors.pop(f"{key}.rows"), tensors.pop(f"{key}.values")
+        tensors[key] = values.new_zeros(shape).index_copy_(0, rows, values)
     state: dict[int, dict] = {}
     for key, value in tensors.items():
         index, name = key.split(".", 1)

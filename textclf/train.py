@@ -43,6 +43,8 @@ def train(config: TrainConfig, train_path: str, validation_path: str | None, out
             raise ConfigError(f"--resume: no checkpoints to resume from under {run_dir}")
         if resume:
             _check_latest_checkpoint(run_dir)
+            for partial in run_dir.glob(".tmp-checkpoint-*"):  # a checkpoint a kill cut short
+                shutil.rmtree(partial, ignore_errors=True)
         if not resume and run_dir.exists():
             shutil.rmtree(run_dir)  # a fresh run must not pick up an old run's checkpoints
     started = time.monotonic()
@@ -71,6 +73,7 @@ def train(config: TrainConfig, train_path: str, validation_path: str | None, out
             "class_weights": _class_weights(config, data.labels, data.label_counts),
             "vectors": ray.put(vectors) if vectors is not None else None,
             "interactive": is_interactive(),
+            "checkpoint_dir": str(run_dir.resolve()) if "://" not in storage_path else None,
         }
         trainer = TorchTrainer(
             train_loop_per_worker,

@@ -7,8 +7,10 @@ the length-bucketing batcher, and reports metrics plus a checkpoint at the end o
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import os
+import shutil
 import tempfile
 import time
 from pathlib import Path
@@ -24,6 +26,7 @@ from textclf.encoding import list_arrays
 from textclf.faults import fault, fire_limited
 from textclf.metrics import confusion_matrix, metrics_from_confusion
 from textclf.models import create_model
+from textclf.optim import Adam, SparseTables, clip_grad_norm
 from textclf.progress import Progress
 
 WINDOW_ROWS = 8192
@@ -43,10 +46,10 @@ def train_loop_per_worker(cfg: dict) -> None:
     model = create_model(cfg["arch"], **cfg["model_config"])
     if cfg.get("vectors") is not None:
         model.load_pretrained(torch.from_numpy(ray.get(cfg["vectors"])), cfg["freeze_embeddings"])
+    tables = SparseTables(model, device)
     model = ray.train.torch.prepare_model(model)
     core = getattr(model, "module", model)
-    optimizer = torch.optim.Adam([p for p in model.parameters() if p.requires_grad],
-                                 lr=cfg["lr"], weight_decay=cfg["weight_decay"])
+    optimizer = Adam(core, tables, lr=cfg["lr"], weight_decay=cfg["weight_decay"])
     weights = torch.tensor(cfg["class_weights"], device=device) if cfg["class_weights"] else None
     loss_fn = torch.nn.CrossEntropyLoss(weight=weights, reduction="sum")
 
@@ -63,6 +66,8 @@ def train_loop_per_worker(cfg: dict) -> None:
             _log({"event": "resume", "after_epoch": state["epoch"]}, cfg["interactive"],
                  f"resuming after epoch {state['epoch']} from its checkpoint")
 
+    if world > 1:
+        tables.broadcast()
     batching = BatchingConfig(cfg["batch_tokens"], cfg["max_batch_rows"], WINDOW_ROWS)
     loop = _Loop(model, core, optimizer, loss_fn, device, cfg, rank, world, batching)
     for epoch in range(state["epoch"] + 1, cfg["epochs"] + 1):
@@ -81,7 +86,8 @@ def train_loop_per_worker(cfg: dict) -> None:
         stop = state["bad_epochs"] >= cfg["patience"] > 0 or epoch == cfg["epochs"]
         if rank == 0:
             _log_epoch(record, state, cfg["interactive"])
-        _report(record | {"best_epoch": state["best_epoch"], "stopped": stop}, rank, core, best_state, optimizer, state)
+        _report(record | {"best_epoch": state["best_epoch"], "stopped": stop}, rank, core, best_state, optimizer, state,
+                cfg["checkpoint_dir"])
         if stop:
             break
 
@@ -98,15 +104,36 @@ def _cpu_state(module: torch.nn.Module) -> dict[str, torch.Tensor]:
     return {k: v.detach().to("cpu", copy=True) for k, v in module.state_dict().items()}
 
 
-def _report(metrics: dict, rank: int, core, best_state, optimizer, state) -> None:
+def _report(metrics: dict, rank: int, core, best_state, optimizer, state, checkpoint_dir: str | None) -> None:
+    """Report the epoch, rank 0 with a checkpoint (every rank holds the same weights after DDP).
+    With local storage the checkpoint is written beside the others and renamed into place, instead of
+    Ray copying a temporary folder: the bow model's checkpoint is about half a gigabyte."""
     import ray.train
 
-    with tempfile.TemporaryDirectory() as tmp:
-        checkpoint = None
-        if rank == 0:  # every rank holds the same weights after DDP; one copy is enough
+    if rank != 0:
+        ray.train.report(metrics)
+        return
+    if checkpoint_dir is None:  # remote storage: Ray uploads the temporary folder
+        with tempfile.TemporaryDirectory() as tmp:
             save_training_state(Path(tmp), core.state_dict(), best_state, optimizer, state)
-            checkpoint = ray.train.Checkpoint.from_directory(tmp)
-        ray.train.report(metrics, checkpoint=checkpoint)
+            ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(tmp))
+        return
+    Path(checkpoint_dir).mkdir(parents=True, exist_ok=True)
+    tmp = tempfile.mkdtemp(dir=checkpoint_dir, prefix=".tmp-checkpoint-")
+    try:
+        save_training_state(Path(tmp), core.state_dict(), best_state, optimizer, state)
+        ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(tmp),
+                         checkpoint_upload_fn=functools.partial(_move_checkpoint, checkpoint_dir))
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _move_checkpoint(checkpoint_dir: str, checkpoint, name: str):
+    import ray.train
+
+    destination = Path(checkpoint_dir) / name
+    os.replace(checkpoint.path, destination)
+    return ray.train.Checkpoint.from_directory(str(destination))
 
 
 def _log_epoch(record: dict, state: dict, interactive: bool) -> None:
@@ -188,8 +215,10 @@ class _Loop:
             loss = self.loss_fn(logits.float(), y)
             self.optimizer.zero_grad(set_to_none=True)
             (loss * (weight / len(y))).backward()
+            if self.world > 1:
+                self.optimizer.tables.all_reduce_grads(self.world)
             if self.cfg["clip_norm"] > 0:
-                torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg["clip_norm"])
+                clip_grad_norm(self.optimizer.parameters, self.cfg["clip_norm"])
             self.optimizer.step()
             if batch is not None:
                 lens_np = lens.cpu().numpy()
@@ -202,7 +231,7 @@ class _Loop:
             progress.close()
         totals = self._sum([loss_sum, rows, padding.real_tokens, padding.padded_tokens])
         elapsed = time.monotonic() - started
-        return {"train_loss": totals[0] / max(totals[1], 1), "train_rows": int(totals[1]),
+        return {"train_loss": totals[0] / max(totals[1], 1), "train_rows": int(totals[1]), "steps": step,
                 "real_tokens": int(totals[2]), "padding_efficiency": totals[2] / max(totals[3], 1),
                 "tokens_per_s": totals[2] / elapsed, "train_time_s": elapsed}
 

@@ -28,10 +28,10 @@ _HASH_MULTIPLIER = 116_049_371  # fastText's bigram hash multiplier
 class BoWConfig:
     vocab_size: int
     num_classes: int
-    # Small on purpose: bigram features, not width, carry the accuracy, and every step
-    # updates the whole table densely (optimizer cost grows with buckets x dim).
-    embedding_dim: int = 64
-    num_buckets: int = 100_000  # hashed bigram buckets; 0 disables bigrams
+    embedding_dim: int = 64  # bigram features, not width, carry the accuracy
+    # Hashed bigram buckets (0 disables bigrams). Fewer collide: 100k buckets measured 0.5-1 point
+    # lower validation accuracy on rotten-tomatoes. Sparse gradients keep a large table cheap to train.
+    num_buckets: int = 1_000_000
     dropout: float = 0.5  # on the averaged vector: regularises like L2 on a linear model
 
     def __post_init__(self):
@@ -65,6 +65,10 @@ class FastText(TextClassifier):
                     table.weight[0].zero_()
         nn.init.zeros_(self.fc.weight)
         nn.init.zeros_(self.fc.bias)
+
+    def sparse_tables(self) -> list[nn.EmbeddingBag]:
+        """Tables a step touches only a few rows of: trained with sparse gradients on CPU."""
+        return [t for t in (self.embedding, self.bigram_embedding) if t is not None]
 
     def bigram_ids(self, ids: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
         """[B, T-1] bucket ids in 1..num_buckets for pairs inside the row, 0 elsewhere."""
