@@ -26,7 +26,9 @@ from textclf.train import train
 
 # lr 1e-2 converges in 3 epochs, far from the decision boundary: at the default lr two uninterrupted
 # runs already differ by up to 2 of 201 validation rows (Ray Data's block order varies run to run)
-RUN = dict(arch="bow", workers=2, epochs=3, batch_tokens=512, seed=0, patience=10, max_failures=1, lr=1e-2)
+# A small bigram table: the fault paths are the same, the checkpoints 1/1000 of the default's size.
+RUN = dict(arch="bow", workers=2, epochs=3, batch_tokens=512, seed=0, patience=10, max_failures=1, lr=1e-2,
+           model={"num_buckets": 1000})
 SNAPSHOT = "checkpoint_manager_snapshot.json"  # Ray Train's JSON record of the reported checkpoints
 
 
@@ -115,8 +117,11 @@ def _epoch_events(log: Path) -> list[dict]:
 def test_training_killed_with_sigkill_resumes_from_its_last_checkpoint(tiny_corpus, tmp_path):
     out = tmp_path / "bow"
     run_dir = tmp_path / "bow.checkpoints" / "train"
+    small_table = tmp_path / "small.yaml"  # as RUN: same paths, small checkpoints
+    small_table.write_text("model:\n  num_buckets: 1000\n")
     common = ["train", "--train", tiny_corpus / "train", "--validation", tiny_corpus / "validation",
-              "--out", out, "--arch", "bow", "--workers", "1", "--batch-tokens", "512", "--patience", "0"]
+              "--out", out, "--arch", "bow", "--workers", "1", "--batch-tokens", "512", "--patience", "0",
+              "--config", small_table]
     # far more epochs than it will live for: killed as soon as one checkpoint is on disk
     first = _textclf(*common, "--epochs", "200", log=tmp_path / "first.log")
     try:

@@ -47,7 +47,7 @@ def test_bundle_loaded_fresh_predicts_like_the_best_epoch(two_worker_bundle, tin
 
 def test_resume_continues_from_the_last_checkpoint(tiny_corpus, ray_local, tmp_path):
     out = tmp_path / "bow"
-    base = dict(arch="bow", workers=1, batch_tokens=512, seed=0, patience=10)
+    base = dict(arch="bow", workers=1, batch_tokens=512, seed=0, patience=10, model={"num_buckets": 1000})
     train(TrainConfig(epochs=1, **base), str(tiny_corpus / "train"), str(tiny_corpus / "validation"), out)
     summary = train(TrainConfig(epochs=2, **base), str(tiny_corpus / "train"), str(tiny_corpus / "validation"),
                     out, resume=True)
