@@ -39,7 +39,9 @@ def cli() -> None:
 @click.option("--arch", type=str, help="Architecture: bilstm, cnn, bow or mlp.")
 @click.option("--epochs", type=int, help="Maximum epochs (default 20; early stopping usually ends sooner).")
 @click.option("--workers", type=int, help="Ray Train DDP workers (default 1).")
-@click.option("--use-gpu/--no-gpu", default=None, help="One GPU per worker, NCCL, bf16 autocast.")
+@click.option("--use-gpu/--no-gpu", default=None, help="One GPU per worker, NCCL.")
+@click.option("--precision", type=click.Choice(["auto", "bf16", "fp32"]),
+              help="Training arithmetic (default auto: bf16 autocast on GPUs and on CPUs with native bf16).")
 @click.option("--batch-tokens", type=int, help="Padded tokens per batch (default 2048).")
 @click.option("--max-tokens", type=int, help="Tokens kept per text (default 256).")
 @click.option("--lr", type=float, help="Adam learning rate (default 1e-3).")
@@ -75,13 +77,19 @@ def train(train_path, validation_path, out_dir, config_path, resume, address, st
                f"checkpoints: {summary['checkpoints']})")
 
 
+PRECISION_OPTION = click.option(
+    "--precision", type=click.Choice(["auto", "bf16", "fp32"]), default="auto", show_default=True,
+    help="Scoring arithmetic. auto: bf16 on GPUs and on CPUs with native bf16 (about 2x faster BiLSTM), else fp32.")
+
+
 @cli.command()
 @click.argument("model_dir", type=click.Path())
 @click.argument("data", type=click.Path())
 @click.option("--text-column", default="text", show_default=True)
 @click.option("--label-column", default="label", show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of tables.")
-def evaluate(model_dir, data, text_column, label_column, as_json) -> None:
+@PRECISION_OPTION
+def evaluate(model_dir, data, text_column, label_column, as_json, precision) -> None:
     """Score a bundle on labeled Parquet data.
 
     \b
@@ -93,7 +101,7 @@ def evaluate(model_dir, data, text_column, label_column, as_json) -> None:
     from textclf.evaluate import evaluate as run_evaluation
     from textclf.metrics import format_metrics
 
-    metrics = run_evaluation(model_dir, data, text_column, label_column)
+    metrics = run_evaluation(model_dir, data, text_column, label_column, precision)
     click.echo(json.dumps(metrics) if as_json else format_metrics(metrics))
 
 
@@ -101,7 +109,8 @@ def evaluate(model_dir, data, text_column, label_column, as_json) -> None:
 @click.argument("model_dir", type=click.Path())
 @click.argument("texts", nargs=-1)
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per line (label, confidence, probs).")
-def predict(model_dir, texts, as_json) -> None:
+@PRECISION_OPTION
+def predict(model_dir, texts, as_json, precision) -> None:
     """Label texts given as arguments, or one per line on stdin.
 
     \b
@@ -113,7 +122,7 @@ def predict(model_dir, texts, as_json) -> None:
 
     from textclf.inference import Predictor
 
-    predictor = Predictor(model_dir)
+    predictor = Predictor(model_dir, precision=precision)
     texts = list(texts) or [line.rstrip("\n") for line in sys.stdin]
     probs = predictor.predict_proba(texts)
     for text, row in zip(texts, probs):
@@ -174,12 +183,13 @@ def prepare(source, out, text_column, label_column, id_column, split_text, seed,
               help="Padded tokens per inference batch (default 4096 on CPU, 16384 on GPU).")
 @click.option("--concurrency", type=int, help="Inference actors (default: one per GPU with --use-gpu, else one per CPU core).")
 @click.option("--use-gpu", is_flag=True, help="One GPU per inference actor.")
+@PRECISION_OPTION
 @click.option("--stall-timeout", type=float, default=900, show_default=True,
               help="Fail when no rows are labeled for this many seconds (a hung actor).")
 @click.option("--overwrite", is_flag=True, help="Start over in an OUTPUT that holds another or a finished run.")
 @click.option("--address", envvar="RAY_ADDRESS", help="Existing Ray cluster; default: local Ray in-process.")
 def label(model_dir, input_spec, output, text_column, id_column, keep_columns, probabilities, fmt, batch_tokens,
-          concurrency, use_gpu, stall_timeout, overwrite, address) -> None:
+          concurrency, use_gpu, precision, stall_timeout, overwrite, address) -> None:
     """Label Parquet files with a bundle (Ray Data); every input row appears once in OUTPUT.
 
     \b
@@ -191,7 +201,8 @@ def label(model_dir, input_spec, output, text_column, id_column, keep_columns, p
 
     config = LabelConfig(text_column=text_column, id_column=id_column, probabilities=probabilities, format=fmt,
                          keep_columns=tuple(c for c in keep_columns.split(",") if c), concurrency=concurrency,
-                         use_gpu=use_gpu, batch_tokens=batch_tokens, stall_timeout_s=stall_timeout)
+                         use_gpu=use_gpu, batch_tokens=batch_tokens, precision=precision,
+                         stall_timeout_s=stall_timeout)
     manifest = run_labeling(model_dir, input_spec, output, config, overwrite=overwrite, address=address)
     if manifest.get("already_complete"):
         click.echo(f"{output} already holds this finished run; nothing to do (--overwrite starts over)")

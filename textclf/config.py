@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from textclf.errors import ConfigError
+from textclf.precision import check_precision
 
 DEFAULT_ARCH = "bow"
 CLASS_WEIGHTS = ("none", "balanced")
@@ -20,6 +21,7 @@ class TrainConfig:
     epochs: int = 20  # a cap: early stopping (patience) usually ends the run sooner
     workers: int = 1
     use_gpu: bool = False
+    precision: str = "auto"  # textclf.precision: bf16 autocast on GPUs and on CPUs with native bf16
     batch_tokens: int = 2048
     max_batch_rows: int = 128
     max_tokens: int = 256
@@ -54,6 +56,7 @@ class TrainConfig:
             raise ConfigError("weight_decay, clip_norm, patience and max_failures must be >= 0")
         if self.class_weights not in CLASS_WEIGHTS:
             raise ConfigError(f"class_weights must be one of {', '.join(CLASS_WEIGHTS)}, got {self.class_weights!r}")
+        check_precision(self.precision)
         if not isinstance(self.model, dict):
             raise ConfigError("model must be a mapping of architecture hyper-parameters")
 

@@ -11,8 +11,9 @@ from textclf.metrics import confusion_matrix, metrics_from_confusion
 from textclf.train_data import parquet_dataset
 
 
-def evaluate(model_dir: str, data_path: str, text_column: str = "text", label_column: str = "label") -> dict:
-    predictor = Predictor(model_dir)
+def evaluate(model_dir: str, data_path: str, text_column: str = "text", label_column: str = "label",
+             precision: str = "auto") -> dict:
+    predictor = Predictor(model_dir, precision=precision)
     table = parquet_dataset(data_path, [text_column, label_column], "evaluation").to_table(
         columns=[text_column, label_column])
     table = table.filter(pc.and_(pc.is_valid(table[text_column]), pc.is_valid(table[label_column])))

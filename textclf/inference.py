@@ -6,7 +6,6 @@ confidence whichever path scores it.
 
 from __future__ import annotations
 
-import contextlib
 from typing import Sequence
 
 import numpy as np
@@ -14,8 +13,8 @@ import torch
 
 from textclf.batching import BatchingConfig, PaddingStats, bucket_batches, pad_batch
 from textclf.bundle import Bundle, load_bundle
+from textclf.precision import autocast, compute_dtype
 from textclf.tokenizer import Tokenizer
-
 
 
 def inference_batching(device_type: str = "cpu", batch_tokens: int | None = None) -> BatchingConfig:
@@ -27,12 +26,13 @@ def inference_batching(device_type: str = "cpu", batch_tokens: int | None = None
 
 INFERENCE_BATCHING = inference_batching()  # CPU
 
-
 class Predictor:
     """Loads a bundle once; `predict_proba(texts)` returns class probabilities in input order."""
 
-    def __init__(self, bundle: Bundle | str, device: str | None = None, batch_tokens: int | None = None) -> None:
+    def __init__(self, bundle: Bundle | str, device: str | None = None, batch_tokens: int | None = None,
+                 precision: str = "auto") -> None:
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        self.dtype = compute_dtype(precision, self.device)  # before loading: a bad value fails fast
         self.bundle = bundle if isinstance(bundle, Bundle) else load_bundle(bundle, self.device)
         self.bundle.model.to(self.device).eval()
         self.tokenizer = Tokenizer(self.bundle.tokenizer)
@@ -61,8 +61,6 @@ class Predictor:
         return probs
 
     def _forward(self, ids: np.ndarray, lengths: np.ndarray) -> np.ndarray:
-        on_gpu = self.device.type == "cuda"
-        autocast = torch.autocast("cuda", dtype=torch.bfloat16) if on_gpu else contextlib.nullcontext()
-        with torch.inference_mode(), autocast:
+        with torch.inference_mode(), autocast(self.device, self.dtype):
             logits = self.bundle.model(torch.from_numpy(ids).to(self.device), torch.from_numpy(lengths).to(self.device))
         return torch.softmax(logits.float(), dim=-1).cpu().numpy()

@@ -33,6 +33,7 @@ from textclf.bundle import read_bundle_meta
 from textclf.errors import DataError, PartialFailure, TextclfError
 from textclf.faults import fault, worker_env
 from textclf.label_inputs import InputFile, discover_inputs
+from textclf.precision import check_precision
 from textclf.progress import Progress
 
 RUN, MANIFEST, SUCCESS = "_run.json", "_manifest.json", "_SUCCESS"
@@ -55,6 +56,7 @@ class LabelConfig:
     concurrency: int | None = None  # inference actors; None: one per GPU, or one per CPU core
     use_gpu: bool = False
     batch_tokens: int | None = None  # None: the device's default (textclf.inference.inference_batching)
+    precision: str = "auto"  # textclf.precision
     stall_timeout_s: float = 900.0  # no labeled rows for this long: an actor is hung, fail the run
 
     def __post_init__(self) -> None:
@@ -64,13 +66,14 @@ class LabelConfig:
             raise DataError(f"--concurrency must be >= 1, got {self.concurrency}")
         if self.batch_tokens is not None and self.batch_tokens < 1:
             raise DataError(f"--batch-tokens must be >= 1, got {self.batch_tokens}")
+        check_precision(self.precision)
         if self.stall_timeout_s <= 0:
             raise DataError(f"--stall-timeout must be > 0, got {self.stall_timeout_s}")
 
     def output_options(self) -> dict:
         """The options that shape the output; the others (speed, placement) may change on a rerun."""
         return {k: v for k, v in asdict(self).items()
-                if k in ("text_column", "id_column", "keep_columns", "probabilities", "format")}
+                if k in ("text_column", "id_column", "keep_columns", "probabilities", "format", "precision")}
 
 
 @dataclass
@@ -205,8 +208,11 @@ def _output_name(index: int, path: str, fmt: str) -> str:
 
 
 def read_files(batch: pa.Table, filesystem, text_column: str, id_column: str, keep_columns: Sequence[str]):
-    """CPU task: input files -> chunks with `_file`, `_row`, `id` (given or derived), `_text`, kept columns.
+    """CPU task: input files -> chunks with `_file`, `_row`, `id` (given or derived), `_text` (a string or
+    null) with its `error`, kept columns.
     Streaming: a file is read a chunk at a time, never whole."""
+    from textclf.labeler import check_texts
+
     for index, path in zip(batch["index"].to_pylist(), batch["path"].to_pylist()):
         with filesystem.open_input_file(path) as handle:
             parquet = pq.ParquetFile(handle)
@@ -224,7 +230,7 @@ def read_files(batch: pa.Table, filesystem, text_column: str, id_column: str, ke
                          "id": ids, "_text": chunk.column(text_column)}
                 for name in keep_columns:
                     table[name] = chunk.column(name)
-                yield pa.table(table)
+                yield check_texts(pa.table(table), "_text")
 
 
 def _run_pipeline(model_dir: str, filesystem, pending: list[_FileState], out: Path, config: LabelConfig,
@@ -234,7 +240,7 @@ def _run_pipeline(model_dir: str, filesystem, pending: list[_FileState], out: Pa
 
     by_index = {s.index: s for s in pending}
     # local Ray: a CPU beyond the actors' own, or actors holding every CPU starve the reading tasks
-    with ray_session(address, num_cpus=max(os.cpu_count() or 1, config.concurrency or 1) + 1):
+    with ray_session(address, num_cpus=max(os.cpu_count() or 1, config.concurrency or 1) + 1, dashboard=False):
         import ray.data  # after the session sets Ray Data's log level
 
         ray.data.DataContext.get_current().target_max_block_size = BLOCK_BYTES
@@ -244,14 +250,17 @@ def _run_pipeline(model_dir: str, filesystem, pending: list[_FileState], out: Pa
                                    fn_kwargs=dict(filesystem=filesystem, text_column=config.text_column,
                                                   id_column=config.id_column, keep_columns=list(config.keep_columns)))
         model_dir = str(Path(model_dir).resolve())
-        # tokenizing stays on CPU tasks, so GPU actors only run the model
-        encoded = chunks.map_batches(encode_texts, batch_format="pyarrow",
-                                     fn_kwargs=dict(model_dir=model_dir, text_column="_text"))
+        if config.use_gpu:  # tokenizing stays on CPU tasks, so GPU actors only run the model
+            chunks = chunks.map_batches(encode_texts, batch_format="pyarrow",
+                                        fn_kwargs=dict(model_dir=model_dir, text_column="_text"))
+        # CPU actors tokenize their own batches: one process per core does all the work, so tokenizing
+        # runs on every core and no extra worker process has to start
         actors, per_node = _actor_layout(config)
-        labeled = encoded.map_batches(
+        labeled = chunks.map_batches(
             BatchLabeler, batch_format="pyarrow", batch_size=INFER_ROWS,
             fn_constructor_kwargs=dict(model_dir=model_dir, keep_columns=["_file", "_row", *config.keep_columns],
                                        probabilities=config.probabilities, batch_tokens=config.batch_tokens,
+                                       precision=config.precision, text_column=None if config.use_gpu else "_text",
                                        actors_per_node=None if config.use_gpu else per_node),
             compute=ray.data.ActorPoolStrategy(size=actors),
             num_gpus=1 if config.use_gpu else 0,

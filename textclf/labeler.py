@@ -1,7 +1,8 @@
-"""Labeling one Arrow batch, in two steps that Ray Data runs in different places:
+"""Labeling one Arrow batch, in two steps:
 
-- `encode_texts` (CPU tasks): text -> token ids with the bundle's tokenizer and vocabulary, or an
-  `error` saying why the row cannot be labeled (null, empty, whitespace-only, wrong type, bad UTF-8);
+- `encode_texts`: text -> token ids with the bundle's tokenizer and vocabulary, or an `error` saying
+  why the row cannot be labeled (null, empty, whitespace-only, wrong type, bad UTF-8). CPU tasks run it
+  ahead of GPU actors; CPU actors run it themselves (`text_column`);
 - `BatchLabeler` (inference actors, GPU or CPU): loads the bundle once, then turns ids into `label`,
   `confidence` (+ `probs`) with length-bucketed, padded batches.
 
@@ -40,31 +41,44 @@ def _bundle_encoder(model_dir: str) -> tuple[TokenizerConfig, Vocab, int]:
     return TokenizerConfig(**meta["tokenizer"]), Vocab(meta["vocab"]), int(meta["max_tokens"])
 
 
-def encode_texts(batch: pa.Table, model_dir: str, text_column: str = "text") -> pa.Table:
-    """Replace the text column with `_ids` (list<int32>) and `error` (null when encodable)."""
+def check_texts(batch: pa.Table, text_column: str) -> pa.Table:
+    """Replace the text column with a string one (null where unreadable) and add `error` saying why.
+    Done where a file is read, so batches merged from files of different text types share a schema."""
     if text_column not in batch.column_names:
         raise DataError(f"input has no column {text_column!r} (columns: {', '.join(batch.column_names)})")
-    tokenizer_config, vocab, max_tokens = _bundle_encoder(model_dir)
     texts, errors = readable_texts(batch.column(text_column))
+    index = batch.column_names.index(text_column)
+    return (batch.set_column(index, text_column, pa.array(texts, pa.string()))
+            .append_column("error", pa.array(errors, pa.string())))
+
+
+def encode_texts(batch: pa.Table, model_dir: str, text_column: str = "text") -> pa.Table:
+    """Replace the text column with `_ids` (list<int32>) and `error` (null when encodable)."""
+    if "error" not in batch.column_names:  # not checked where it was read
+        batch = check_texts(batch, text_column)
+    tokenizer_config, vocab, max_tokens = _bundle_encoder(model_dir)
+    texts, errors = batch.column(text_column).to_pylist(), batch.column("error").to_pylist()
     rows = [i for i, e in enumerate(errors) if e is None]
     tokens = cached_tokenizer(tokenizer_config).tokenize_batch([texts[i] for i in rows])
     sequences = [np.zeros(0, np.int32)] * batch.num_rows
     for i, encoded in zip(rows, vocab.encode_batch(tokens, max_tokens)):
         sequences[i] = encoded
-    return (batch.drop_columns([text_column]).append_column("_ids", ids_column(sequences))
-            .append_column("error", pa.array(errors, pa.string())))
+    ids = batch.column_names.index(text_column)
+    return batch.set_column(ids, "_ids", ids_column(sequences))
 
 
 class BatchLabeler:
-    """Callable for Ray Data's actor pool: `_ids` + `error` -> id, label, confidence, error (+ probs,
-    + kept columns, + the batch's padding figures in `_real_tokens` / `_padded_tokens`)."""
+    """Callable for Ray Data's actor pool: `_ids` + `error` (or `text_column`, encoded here) -> id, label,
+    confidence, error (+ probs, + kept columns, + the batch's padding figures in `_real_tokens` /
+    `_padded_tokens`)."""
 
     def __init__(self, model_dir: str, keep_columns: Sequence[str] = (), probabilities: bool = False,
-                 device: str | None = None, batch_tokens: int | None = None,
-                 actors_per_node: int | None = None) -> None:
+                 device: str | None = None, batch_tokens: int | None = None, precision: str = "auto",
+                 text_column: str | None = None, actors_per_node: int | None = None) -> None:
         if actors_per_node:  # CPU: this actor's share of the node's cores (Ray would give it one thread)
             torch.set_num_threads(max(1, len(os.sched_getaffinity(0)) // actors_per_node))
-        self.predictor = Predictor(model_dir, device=device, batch_tokens=batch_tokens)
+        self.model_dir, self.text_column = model_dir, text_column
+        self.predictor = Predictor(model_dir, device=device, batch_tokens=batch_tokens, precision=precision)
         self.keep_columns = list(keep_columns)
         self.node = _node_id()
         self.probabilities = probabilities
@@ -83,6 +97,8 @@ class BatchLabeler:
             os._exit(1)  # as a segfault or an OOM kill would: Ray restarts the actor and retries the batch
         if fire_limited("actor_hang"):
             time.sleep(24 * 3600)
+        if self.text_column:
+            batch = encode_texts(batch, self.model_dir, self.text_column)
         errors = batch.column("error").to_pylist()
         ok = np.array([e is None for e in errors], dtype=bool)
         sequences = list_arrays(batch.column("_ids"))

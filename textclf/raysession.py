@@ -12,9 +12,11 @@ from textclf.errors import UsageError
 
 
 @contextlib.contextmanager
-def ray_session(address: str | None = None, num_cpus: int | None = None) -> Iterator[None]:
+def ray_session(address: str | None = None, num_cpus: int | None = None, dashboard: bool = True) -> Iterator[None]:
     """`address` (or RAY_ADDRESS) joins an existing cluster; otherwise local Ray runs in-process
-    for the duration of the block. A session someone else started is reused and left running."""
+    for the duration of the block. A session someone else started is reused and left running.
+    dashboard=False spares a local session the dashboard's processes (a second of start-up and some
+    CPU); Ray Train needs it, Ray Data does not."""
     import ray
 
     address = address or os.environ.get("RAY_ADDRESS") or None
@@ -32,9 +34,8 @@ def ray_session(address: str | None = None, num_cpus: int | None = None) -> Iter
     kwargs = dict(logging_level=logging.WARNING, log_to_driver=True)
     with contextlib.ExitStack() as local:
         if address is None:
-            # The dashboard stays on because Ray Train's state queries need it.
             port = local.enter_context(_loopback_only())
-            kwargs.update(num_cpus=num_cpus, include_dashboard=True, dashboard_host="127.0.0.1",
+            kwargs.update(num_cpus=num_cpus, include_dashboard=dashboard, dashboard_host="127.0.0.1",
                           dashboard_port=port, _node_ip_address="127.0.0.1")
         elif _is_loopback(address):  # a head on this machine (cluster/local.sh): join it as 127.0.0.1
             local.enter_context(_keep_loopback_ip())

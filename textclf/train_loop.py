@@ -6,7 +6,6 @@ the length-bucketing batcher, and reports metrics plus a checkpoint at the end o
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import logging
 import os
@@ -27,6 +26,7 @@ from textclf.faults import fault, fire_limited
 from textclf.metrics import confusion_matrix, metrics_from_confusion
 from textclf.models import create_model
 from textclf.optim import Adam, SparseTables, clip_grad_norm
+from textclf.precision import autocast, compute_dtype
 from textclf.progress import Progress
 
 WINDOW_ROWS = 8192
@@ -165,8 +165,7 @@ class _Loop:
     def __init__(self, model, core, optimizer, loss_fn, device, cfg, rank, world, batching) -> None:
         self.model, self.core, self.optimizer, self.loss_fn = model, core, optimizer, loss_fn
         self.device, self.cfg, self.rank, self.world, self.batching = device, cfg, rank, world, batching
-        self.autocast = (torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda"
-                         else contextlib.nullcontext())
+        self.dtype = compute_dtype(cfg["precision"], device)
         self.kill_at = _kill_point(rank)
 
     def _batches(self, shard, rng: np.random.Generator | None) -> Iterator[tuple]:
@@ -213,7 +212,7 @@ class _Loop:
             ids, lens, y = batch if batch is not None else last
             weight = 1.0 if batch is not None else 0.0
             last = (ids, lens, y)
-            with self.autocast:
+            with autocast(self.device, self.dtype):
                 logits = self.model(ids, lens)
             loss = self.loss_fn(logits.float(), y)
             self.optimizer.zero_grad(set_to_none=True)
@@ -248,7 +247,7 @@ class _Loop:
             for index, (ids, lens, y) in enumerate(self._batches(shard, None)):
                 if index % self.world != self.rank:  # validation is not split: ranks take turns
                     continue
-                with self.autocast:
+                with autocast(self.device, self.dtype):
                     logits = self.core(ids, lens).float()
                 loss_sum += float(self.loss_fn(logits, y))
                 confusion += confusion_matrix(y.cpu().numpy(), logits.argmax(-1).cpu().numpy(), k)

