@@ -13,13 +13,14 @@ import os
 import platform
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
-
-import torch
+from typing import TYPE_CHECKING, Any
 
 from textclf.errors import BundleError
 from textclf.tokenizer import TokenizerConfig
 from textclf.vocab import Vocab
+
+if TYPE_CHECKING:  # torch loads with the weights: the labeling driver reads model.json only
+    import torch
 
 FORMAT = "textclf-bundle"
 FORMAT_VERSION = 1
@@ -75,6 +76,7 @@ def check_safetensors(path: Path, expected_sha256: str | None, what: str) -> Non
 def library_versions() -> dict[str, str]:
     import pyarrow
     import spacy
+    import torch
 
     import textclf
 

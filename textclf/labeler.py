@@ -18,14 +18,12 @@ from typing import Sequence
 
 import numpy as np
 import pyarrow as pa
-import torch
 
 from textclf.batching import PaddingStats
 from textclf.bundle import read_bundle_meta
 from textclf.encoding import cached_tokenizer, ids_column, list_arrays
 from textclf.errors import DataError
 from textclf.faults import fire_limited
-from textclf.inference import Predictor
 from textclf.tokenizer import TokenizerConfig
 from textclf.vocab import Vocab
 
@@ -75,6 +73,10 @@ class BatchLabeler:
     def __init__(self, model_dir: str, keep_columns: Sequence[str] = (), probabilities: bool = False,
                  device: str | None = None, batch_tokens: int | None = None, precision: str = "auto",
                  text_column: str | None = None, actors_per_node: int | None = None) -> None:
+        import torch  # here, not at the top: the driver imports this module and never needs torch
+
+        from textclf.inference import Predictor
+
         if actors_per_node:  # CPU: this actor's share of the node's cores (Ray would give it one thread)
             torch.set_num_threads(max(1, len(os.sched_getaffinity(0)) // actors_per_node))
         self.model_dir, self.text_column = model_dir, text_column

@@ -8,10 +8,12 @@ emulated and slower. Weights, optimizer state and the loss stay float32 either w
 from __future__ import annotations
 
 import contextlib
-
-import torch
+from typing import TYPE_CHECKING
 
 from textclf.errors import ConfigError
+
+if TYPE_CHECKING:  # imported where it runs: the labeling driver checks the option without torch
+    import torch
 
 PRECISIONS = ("auto", "bf16", "fp32")
 
@@ -23,6 +25,8 @@ def check_precision(precision: str) -> None:
 
 def compute_dtype(precision: str, device: torch.device) -> torch.dtype | None:
     """The autocast dtype for `device`, or None for float32."""
+    import torch
+
     check_precision(precision)
     if precision == "fp32":
         return None
@@ -32,4 +36,6 @@ def compute_dtype(precision: str, device: torch.device) -> torch.dtype | None:
 
 
 def autocast(device: torch.device, dtype: torch.dtype | None) -> contextlib.AbstractContextManager:
+    import torch
+
     return torch.autocast(device.type, dtype=dtype) if dtype else contextlib.nullcontext()
