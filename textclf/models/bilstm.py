@@ -64,7 +64,6 @@ class BiLSTM(TextClassifier):
             dropout=config.dropout if config.num_layers > 1 else 0.0,
             batch_first=True,
         )
-        self.dropout = nn.Dropout(config.dropout)
         directions = 2 if config.bidirectional else 1
         self.fc = nn.Linear(config.hidden_dim * directions, config.num_classes)
         self._init_weights()
@@ -88,7 +87,7 @@ class BiLSTM(TextClassifier):
 
     def forward(self, ids: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         lengths = lengths.to(ids.device)
-        forward_in = self.dropout(self.embedding(ids))
+        forward_in = self._dropout(self.embedding(ids))
         bidirectional = self.config.bidirectional
         if bidirectional:
             # The backward direction keeps its own, reversed time order from input to output, so only
@@ -100,9 +99,9 @@ class BiLSTM(TextClassifier):
             forward_out = self._direction(forward_in, layer, "")
             backward_out = self._direction(backward_in, layer, "_reverse") if bidirectional else None
             if layer < layers - 1:  # dropout between layers, as nn.LSTM does: one mask per output value
-                forward_out = F.dropout(forward_out, self.config.dropout, self.training)
+                forward_out = self._dropout(forward_out)
                 if bidirectional:
-                    backward_out = F.dropout(backward_out, self.config.dropout, self.training)
+                    backward_out = self._dropout(backward_out)
                     forward_in = torch.cat([forward_out, _take(backward_out, reverse)], dim=2)
                     backward_in = torch.cat([_take(forward_out, reverse), backward_out], dim=2)
                 else:
@@ -111,10 +110,21 @@ class BiLSTM(TextClassifier):
         if self.config.pooling == "max":  # reversal within length only permutes a row's real positions
             real = torch.arange(ids.size(1), device=ids.device) < lengths.unsqueeze(1)
             x = torch.cat(outputs, dim=2).masked_fill(~real.unsqueeze(2), float("-inf"))
-            return self.fc(self.dropout(x.max(dim=1).values))
+            return self.fc(self._dropout(x.max(dim=1).values))
         # final states: each direction's at the row's last real token of its own order
         last = torch.cat(outputs, dim=2)[torch.arange(ids.size(0), device=ids.device), lengths - 1]
-        return self.fc(self.dropout(last))
+        return self.fc(self._dropout(last))
+
+    def _dropout(self, x: torch.Tensor) -> torch.Tensor:
+        """F.dropout with its mask drawn by torch.rand: CPU's bernoulli_ is ~3x slower, and dropout over
+        the BiLSTM's activations took a tenth of a training step."""
+        p = self.config.dropout
+        if not self.training or p == 0:
+            return x
+        if x.is_cuda:
+            return F.dropout(x, p, True)
+        keep = torch.rand(x.shape, device=x.device) >= p
+        return x * keep.to(x.dtype) * (1.0 / (1.0 - p))
 
     def _direction(self, x: torch.Tensor, layer: int, suffix: str) -> torch.Tensor:
         """One layer, one direction of self.lstm, over the whole padded batch: [B, T, hidden]."""
