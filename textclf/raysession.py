@@ -10,6 +10,14 @@ from typing import Iterator
 
 from textclf.errors import UsageError
 
+# A local session serves one command on one machine: nothing scrapes its metrics and no node of it can be
+# preempted, so the processes doing that only take CPU from the workers (steps ran ~10% slower on 2 cores).
+LOCAL_QUIET_ENV = {
+    "RAY_enable_metrics_collection": "0",
+    "RAY_TRAIN_METRICS_ENABLED": "0",
+    "RAY_TRAIN_ENABLE_PREEMPTION_WATCHER": "0",
+}
+
 
 @contextlib.contextmanager
 def ray_session(address: str | None = None, num_cpus: int | None = None, dashboard: bool = True) -> Iterator[None]:
@@ -58,7 +66,8 @@ def _loopback_only() -> Iterator[int]:
     constant is set too. RAY_AUTH_MODE=token is Ray's local default, made explicit to drop its
     warning; RayConfig caches it at import, hence Config.initialize. RAY_API_SERVER_ADDRESS
     points state-API calls (Ray Train's PlacementGroupCleaner) at this dashboard even when
-    other Ray instances run on the machine. All but RAY_AUTH_MODE is restored on exit.
+    other Ray instances run on the machine; LOCAL_QUIET_ENV turns off metrics and preemption
+    watching. All but RAY_AUTH_MODE is restored on exit (values the user set are kept).
     """
     from ray._raylet import Config
 
@@ -66,8 +75,8 @@ def _loopback_only() -> Iterator[int]:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     os.environ.setdefault("RAY_AUTH_MODE", "token")  # ray.init would set it too, with a warning
-    Config.initialize("")
-    with _keep_loopback_ip({"RAY_API_SERVER_ADDRESS": f"http://127.0.0.1:{port}"}):
+    with _keep_loopback_ip({"RAY_API_SERVER_ADDRESS": f"http://127.0.0.1:{port}", **LOCAL_QUIET_ENV}):
+        Config.initialize("")
         yield port
 
 
