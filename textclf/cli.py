@@ -7,6 +7,7 @@ from pathlib import Path
 import click
 
 from textclf.errors import TextclfError
+from textclf.precision import PRECISIONS
 
 
 class _ExitCodeError(click.ClickException):
@@ -40,7 +41,7 @@ def cli() -> None:
 @click.option("--epochs", type=int, help="Maximum epochs (default 20; early stopping usually ends sooner).")
 @click.option("--workers", type=int, help="Ray Train DDP workers (default 1).")
 @click.option("--use-gpu/--no-gpu", default=None, help="One GPU per worker, NCCL.")
-@click.option("--precision", type=click.Choice(["auto", "bf16", "fp32"]),
+@click.option("--precision", type=click.Choice(PRECISIONS),
               help="Training arithmetic (default auto: bf16 autocast on GPUs and on CPUs with native bf16).")
 @click.option("--batch-tokens", type=int, help="Padded tokens per batch (default 2048).")
 @click.option("--max-tokens", type=int, help="Tokens kept per text (default 256).")
@@ -78,7 +79,7 @@ def train(train_path, validation_path, out_dir, config_path, resume, address, st
 
 
 PRECISION_OPTION = click.option(
-    "--precision", type=click.Choice(["auto", "bf16", "fp32"]), default="auto", show_default=True,
+    "--precision", type=click.Choice(PRECISIONS), default="auto", show_default=True,
     help="Scoring arithmetic. auto: bf16 on GPUs and on CPUs with native bf16 (about 2x faster BiLSTM), else fp32.")
 
 
