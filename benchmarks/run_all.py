@@ -22,13 +22,15 @@ HERE = Path(__file__).resolve().parent
 # (script, arguments at bench size, arguments for --quick). Sizes follow measured costs on 2 quiet
 # cores: labeling stays at 4,000 documents and leaves cnn out (the full 30,000-document comparison
 # takes about 4 minutes for bilstm alone); bow labels ~1,300 docs/s, so the 300,000-document run needs
-# about 4 minutes; training epochs of 3,000 rows are long enough (~15 s) that per-epoch costs do not
-# hide the per-step ones. labeling runs before tokenizer, which reuses its wall times.
+# about 4 minutes; training epochs of 3,000 rows (36 steps, 3-4 s) are long enough that per-epoch costs
+# do not hide the per-step ones, and the Ray-overhead pair runs 3 times, alternated. labeling runs
+# before tokenizer, which reuses its wall times.
 STEPS = [
     ("padding", ["--docs", "30000"], ["--docs", "2000"]),
     ("labeling", ["--docs", "4000", "--archs", "bilstm,bow"], ["--docs", "2000", "--archs", "bow"]),
     ("tokenizer", ["--docs", "4000", "--repeats", "3"], ["--docs", "2000", "--repeats", "1"]),
-    ("training", ["--rows", "3000", "--epochs", "3"], ["--rows", "512", "--epochs", "2", "--workers", "1"]),
+    ("training", ["--rows", "3000", "--epochs", "4", "--repeats", "3"],
+     ["--rows", "512", "--epochs", "2", "--workers", "1"]),
     ("scaling", ["--docs", "30000,300000"], ["--docs", "2000,20000"]),
     ("accuracy", ["--archs", "bow"], ["--archs", ""]),
 ]

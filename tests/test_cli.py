@@ -1,6 +1,8 @@
 """CLI contracts: output formats and exit code 2 with one line for bad input (no Ray needed)."""
 
 import json
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -55,6 +57,22 @@ def test_predict_reads_stdin_and_prints_json(bundle_dir):
     records = [json.loads(line) for line in result.output.splitlines()]
     assert [r["text"] for r in records] == ["good film", "bad film"]
     assert all(set(r["probs"]) == {"neg", "pos"} and r["label"] in r["probs"] for r in records)
+
+
+def test_console_script_flushes_its_output_and_keeps_exit_codes(bundle_dir, tmp_path):
+    """main() ends with os._exit (no interpreter teardown): piped output must still arrive whole and the
+    exit codes must stay those of the command."""
+    def console(*args):
+        return subprocess.run([sys.executable, "-m", "textclf.cli", *map(str, args)], capture_output=True, text=True)
+
+    texts = [f"good film number {i}" for i in range(500)]  # more than one pipe buffer of output
+    done = console("predict", bundle_dir, "--json", *texts)
+    assert done.returncode == 0, done.stderr
+    assert [json.loads(line)["text"] for line in done.stdout.splitlines()] == texts
+    bad = console("evaluate", tmp_path, tmp_path)
+    assert bad.returncode == 2
+    assert bad.stderr.strip().startswith("Error:") and len(bad.stderr.strip().splitlines()) == 1
+    assert console("predict").returncode == 2  # click's usage error
 
 
 def test_evaluate_json_has_the_contract_keys(bundle_dir, tiny_corpus):
