@@ -218,8 +218,8 @@ def main() -> None:
     """The `textclf` console script: the click group, then an exit without interpreter teardown.
 
     By then every output is committed, Ray is shut down and only the streams need flushing; Python's
-    final garbage collection over what Ray Data and torch leave behind took 0.5-1.1 s of every command
-    (a tenth of a small label run)."""
+    final garbage collection over what Ray Data and torch leave behind took 0.5 s of any command that
+    loads torch and 1.1 s of a label run."""
     try:
         cli()  # click's standalone mode always ends in SystemExit
     except SystemExit as done:
