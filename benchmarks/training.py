@@ -1,6 +1,7 @@
 """Training throughput in real (unpadded) tokens/s: `textclf train` with 1 and 2 Ray Train workers,
 against the seed-style loop at the same model size, and against textclf's own training loop run in
-one process without Ray (same model, batcher and step), which gives Ray's overhead per step.
+one process without Ray (same model, batcher, step and worker malloc settings), which gives Ray's
+overhead per step.
 
     python benchmarks/training.py [--arch bilstm] [--rows 10246] [--epochs 2] [--workers 1,2] [--repeats 1]
 
@@ -15,12 +16,14 @@ from __future__ import annotations
 import argparse
 import contextlib
 import io
+import json
 import os
+import subprocess
+import sys
 import time
 from pathlib import Path
 
 import numpy as np
-import pyarrow as pa
 import pyarrow.parquet as pq
 import seed_style
 from harness import TEXTCLF, WORK, emit, json_events, median, prepared_data, run_timed, table
@@ -63,18 +66,18 @@ def run_seed(arch: str, train: Path, epochs: int) -> dict:
             "startup_s": time.monotonic() - started - sum(h["train_time_s"] for h in history)}
 
 
-class _TableShard:
-    """Stands in for a Ray Data shard: the training loop only calls `iter_batches`."""
+def run_without_ray(arch: str, train: Path, epochs: int, threads: int) -> dict:
+    """textclf's own epoch loop in a process of its own, set up as a training worker is (its malloc
+    settings are read at process start): `--loop-without-ray` runs `loop_without_ray` there."""
+    from textclf.train import worker_malloc_env
 
-    def __init__(self, table: pa.Table) -> None:
-        self.table = table
-
-    def iter_batches(self, batch_size: int, batch_format: str):
-        for start in range(0, self.table.num_rows, batch_size):
-            yield self.table.slice(start, batch_size)
+    done = subprocess.run([sys.executable, __file__, "--loop-without-ray", "--arch", arch, "--epochs", str(epochs),
+                           "--threads", str(threads), "--train-file", str(train)],
+                          env={**os.environ, **worker_malloc_env()}, capture_output=True, text=True, check=True)
+    return json.loads(done.stdout.strip().splitlines()[-1])
 
 
-def run_without_ray(arch: str, train: Path, epochs: int, threads: int, seed: int = 0) -> dict:
+def loop_without_ray(arch: str, train: Path, epochs: int, threads: int, seed: int = 0) -> dict:
     """textclf's own epoch loop (`train_loop._Loop`: batcher, model, step) in this process, fed from
     an in-memory table encoded by textclf's own functions, with the threads one worker would get."""
     import torch
@@ -109,7 +112,7 @@ def run_without_ray(arch: str, train: Path, epochs: int, threads: int, seed: int
     tokens_per_s, step_ms = [], []
     for epoch in range(1, epochs + 1):
         with contextlib.redirect_stderr(io.StringIO()):  # the loop's progress lines
-            record = loop.train_epoch(_TableShard(encoded), np.random.default_rng([seed, epoch, 0]), epoch)
+            record = loop.train_epoch(encoded, np.random.default_rng([seed, epoch, 0]), epoch)
         tokens_per_s.append(record["tokens_per_s"])
         step_ms.append(1000 * record["train_time_s"] / record["steps"])
     return {"tokens_per_s": steady(tokens_per_s), "step_ms": steady(step_ms), "startup_s": startup}
@@ -129,7 +132,13 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=1,
                         help="runs of the no-Ray loop and of 1-worker textclf train, alternated (medians)")
     parser.add_argument("--work", type=Path, default=WORK, help="cache folder (default runs/bench)")
+    parser.add_argument("--loop-without-ray", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--threads", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--train-file", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.loop_without_ray:
+        print(json.dumps(loop_without_ray(args.arch, args.train_file, args.epochs, args.threads)))
+        return
 
     train, validation = subset(prepared_data(args.work), args.rows, args.work)
     rows_used = pq.read_metadata(train).num_rows
@@ -157,7 +166,7 @@ def main() -> None:
                      ratio(run["tokens_per_s"]), f"{run['step_ms']:.1f}", run["startup_s"]])
     notes = [f"{args.arch}, {rows_used:,} train rows, {args.epochs} epoch(s) per run; tokens/s is the median over "
              "epochs after the first. Start-up: everything but the epochs (for textclf train: Ray, tokenizing, "
-             "vocabulary, bundle; for the in-process runs: tokenizing and vocabulary)."]
+             "vocabulary, bundle; for the one-process runs: tokenizing and vocabulary)."]
     if 1 in ray_runs:
         pairs = [no["tokens_per_s"] / ray["tokens_per_s"] - 1 for no, ray in zip(no_ray_runs, ray_runs[1])]
         overhead = no_ray["tokens_per_s"] / combine(ray_runs[1])["tokens_per_s"] - 1

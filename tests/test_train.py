@@ -10,7 +10,7 @@ from textclf.config import TrainConfig
 from textclf.errors import ConfigError, DataError
 from textclf.evaluate import evaluate
 from textclf.inference import Predictor
-from textclf.train import train
+from textclf.train import WORKER_MALLOC, train, worker_malloc_env
 
 pytestmark = pytest.mark.ray
 
@@ -33,6 +33,42 @@ def test_two_workers_train_a_bundle_that_learns(two_worker_bundle, tiny_corpus):
     report = {p.name for p in (out / "report").iterdir()}
     assert {"metrics.json", "training_curves.png", "confusion_matrix.png"} <= report
     assert evaluate(str(out), str(tiny_corpus / "test"))["accuracy"] > 0.9
+
+
+@pytest.mark.parametrize("rows, workers", [(1201, 3), (2, 3)])
+def test_worker_shards_hold_every_row_once_and_differ_by_one_at_most(ray_local, rows, workers):
+    import pyarrow as pa
+
+    from textclf.train import _shards
+    from textclf.train_loop import _table
+
+    data = ray_local.data.from_arrow(pa.table({"ids": [[i] for i in range(rows)], "label": [0] * rows})).materialize()
+    shards = [_table(refs) for refs in _shards(data, workers)]
+    sizes = [t.num_rows for t in shards]
+    assert len(shards) == workers and max(sizes) - min(sizes) <= 1
+    ids = sorted(i for t in shards for row in t.column("ids").to_pylist() for i in row)
+    assert ids == list(range(rows))
+
+
+@pytest.mark.parametrize("local_session", [True, False])
+def test_trainer_leaves_out_the_helper_actors_textclf_does_not_use(ray_local, local_session):
+    from ray.train import ScalingConfig
+    from ray.train.v2._internal.callbacks.datasets import DatasetsCallback
+    from ray.train.v2._internal.callbacks.placement_group_callback import PlacementGroupCleanerCallback
+
+    from textclf.train import _trainer_class
+
+    trainer = _trainer_class(local_session)(lambda cfg: None, scaling_config=ScalingConfig(num_workers=1))
+    kinds = {type(c) for c in trainer._create_default_callbacks()}
+    assert DatasetsCallback not in kinds  # each worker reads its shard's blocks itself
+    assert (PlacementGroupCleanerCallback in kinds) is not local_session  # kept on a cluster
+
+
+def test_workers_get_textclf_malloc_settings_unless_the_user_has_their_own(monkeypatch):
+    monkeypatch.delenv("GLIBC_TUNABLES", raising=False)
+    assert worker_malloc_env() == {"GLIBC_TUNABLES": WORKER_MALLOC}
+    monkeypatch.setenv("GLIBC_TUNABLES", "glibc.malloc.arena_max=4")
+    assert worker_malloc_env() == {"GLIBC_TUNABLES": "glibc.malloc.arena_max=4"}
 
 
 def test_bundle_loaded_fresh_predicts_like_the_best_epoch(two_worker_bundle, tiny_corpus):

@@ -20,11 +20,18 @@ LOCAL_QUIET_ENV = {
 
 
 @contextlib.contextmanager
-def ray_session(address: str | None = None, num_cpus: int | None = None, dashboard: bool = True) -> Iterator[None]:
+def ray_session(address: str | None = None, num_cpus: int | None = None, dashboard: bool = True,
+                keep_idle_workers: bool = True) -> Iterator[bool]:
     """`address` (or RAY_ADDRESS) joins an existing cluster; otherwise local Ray runs in-process
     for the duration of the block. A session someone else started is reused and left running.
-    dashboard=False spares a local session the dashboard's processes (a second of start-up and some
-    CPU); Ray Train needs it, Ray Data does not."""
+    Yields True when the block started Ray itself (a local session that ends with it).
+
+    Two options spare a local session processes it does not need. Every Ray Python process wakes
+    100 times a second (its task loop checks for signals every 10 ms), and on a small machine each
+    wakeup preempts a compute thread. dashboard=False drops the dashboard and its dozen processes
+    (also a second of start-up). keep_idle_workers=False lets Ray end a worker process after a
+    second idle instead of keeping one per free CPU: right for a long run of a few busy actors
+    (training), wrong where tasks come and go (labeling would restart worker processes)."""
     import ray
 
     address = address or os.environ.get("RAY_ADDRESS") or None
@@ -33,7 +40,7 @@ def ray_session(address: str | None = None, num_cpus: int | None = None, dashboa
         raise UsageError(f"Ray address {address} is a job-server URL; give the cluster's GCS address "
                          "(e.g. 127.0.0.1:6380) with --address, or submit the command as a Ray job")
     if ray.is_initialized():
-        yield
+        yield False
         return
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")  # no telemetry leaves the machine
     # textclf reports its own progress; Ray Data's per-dataset lines (and its warning, repeated in
@@ -42,7 +49,8 @@ def ray_session(address: str | None = None, num_cpus: int | None = None, dashboa
     kwargs = dict(logging_level=logging.WARNING, log_to_driver=True)
     with contextlib.ExitStack() as local:
         if address is None:
-            port = local.enter_context(_loopback_only())
+            port = local.enter_context(_loopback_only(
+                {} if keep_idle_workers else {"RAY_num_workers_soft_limit": "0"}))
             kwargs.update(num_cpus=num_cpus, include_dashboard=dashboard, dashboard_host="127.0.0.1",
                           dashboard_port=port, _node_ip_address="127.0.0.1")
         elif _is_loopback(address):  # a head on this machine (cluster/local.sh): join it as 127.0.0.1
@@ -50,13 +58,13 @@ def ray_session(address: str | None = None, num_cpus: int | None = None, dashboa
         ray.init(address=address, **kwargs)
         _quiet_ray_data()
         try:
-            yield
+            yield address is None
         finally:
             ray.shutdown()
 
 
 @contextlib.contextmanager
-def _loopback_only() -> Iterator[int]:
+def _loopback_only(extra_env: dict[str, str]) -> Iterator[int]:
     """Make a local Ray 2.60 bind only to 127.0.0.1; yields the dashboard port to use.
 
     ray.init rewrites _node_ip_address="127.0.0.1" to the machine's external IP unless
@@ -67,7 +75,8 @@ def _loopback_only() -> Iterator[int]:
     warning; RayConfig caches it at import, hence Config.initialize. RAY_API_SERVER_ADDRESS
     points state-API calls (Ray Train's PlacementGroupCleaner) at this dashboard even when
     other Ray instances run on the machine; LOCAL_QUIET_ENV turns off metrics and preemption
-    watching. All but RAY_AUTH_MODE is restored on exit (values the user set are kept).
+    watching; `extra_env` adds Ray settings for this session. All but RAY_AUTH_MODE is restored
+    on exit (values the user set are kept).
     """
     from ray._raylet import Config
 
@@ -75,7 +84,7 @@ def _loopback_only() -> Iterator[int]:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     os.environ.setdefault("RAY_AUTH_MODE", "token")  # ray.init would set it too, with a warning
-    with _keep_loopback_ip({"RAY_API_SERVER_ADDRESS": f"http://127.0.0.1:{port}", **LOCAL_QUIET_ENV}):
+    with _keep_loopback_ip({"RAY_API_SERVER_ADDRESS": f"http://127.0.0.1:{port}", **LOCAL_QUIET_ENV, **extra_env}):
         Config.initialize("")
         yield port
 

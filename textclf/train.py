@@ -24,6 +24,11 @@ from textclf.tokenizer import TokenizerConfig
 from textclf.train_data import check_inputs, prepare_training_data
 
 RUN_NAME = "train"
+# glibc malloc settings for the training workers. Ray Train runs the loop in a thread of its own, whose
+# malloc arena lives in 64 MB heaps that glibc unmaps as they empty, so every step's activations came
+# back as fresh pages (~350k page faults an epoch, a sixth of the step time on 2 cores). One arena, a
+# fixed 32 MB mmap threshold and no trimming keep freed memory for the next step.
+WORKER_MALLOC = "glibc.malloc.arena_max=1:glibc.malloc.mmap_threshold=33554432:glibc.malloc.trim_threshold=1073741824"
 
 
 def default_storage(out_dir: Path) -> Path:
@@ -49,12 +54,13 @@ def train(config: TrainConfig, train_path: str, validation_path: str | None, out
             shutil.rmtree(run_dir)  # a fresh run must not pick up an old run's checkpoints
     started = time.monotonic()
     local_cpus = os.cpu_count() or 1
-    # Local Ray gets one logical CPU more than the workers take, so Ray Data's split coordinator and
-    # iterators always find room (workers holding every CPU is a classic hang on small machines).
-    with ray_session(address, num_cpus=max(local_cpus, config.workers) + 1):
+    # Local Ray gets one logical CPU more than the workers take, so whatever else Ray schedules during
+    # training finds room (workers holding every CPU is a classic hang on small machines). Its steps
+    # share the machine with Ray's own processes: ray_session's options leave out those not needed.
+    with ray_session(address, num_cpus=max(local_cpus, config.workers) + 1, dashboard=False,
+                     keep_idle_workers=False) as local_session:
         import ray
-        from ray.train import CheckpointConfig, DataConfig, FailureConfig, RunConfig, ScalingConfig
-        from ray.train.torch import TorchTrainer
+        from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
         from ray.train.v2.api.config import LoggingConfig
 
         from textclf.train_loop import train_loop_per_worker
@@ -74,8 +80,10 @@ def train(config: TrainConfig, train_path: str, validation_path: str | None, out
             "vectors": ray.put(vectors) if vectors is not None else None,
             "interactive": is_interactive(),
             "checkpoint_dir": str(run_dir.resolve()) if "://" not in storage_path else None,
+            "train_shards": _shards(data.train, config.workers),
+            "validation_blocks": data.validation.to_arrow_refs(),
         }
-        trainer = TorchTrainer(
+        trainer = _trainer_class(local_session)(
             train_loop_per_worker,
             train_loop_config=loop_config,
             scaling_config=ScalingConfig(num_workers=config.workers, use_gpu=config.use_gpu,
@@ -87,15 +95,45 @@ def train(config: TrainConfig, train_path: str, validation_path: str | None, out
                                  # textclf prints its own progress; Ray's print patch would print it twice.
                                  # Fault-injection switches travel along: workers may predate them.
                                  worker_runtime_env={"env_vars": {"RAY_TRAIN_ENABLE_PRINT_PATCH": "0",
+                                                                  **worker_malloc_env(),
                                                                   **worker_env().get("env_vars", {})}}),
-            datasets={"train": data.train, "validation": data.validation},
-            # Ray's split drops rows to make shards equal; validation must see every row, so it is
-            # read whole by each worker, which scores its share of the batches
-            dataset_config=DataConfig(datasets_to_split=["train"]),
         )
         result = _fit(trainer)
     return _write_bundle(result, config, data, model_config, coverage, out_dir, storage_path,
                          time.monotonic() - started)
+
+
+def worker_malloc_env() -> dict[str, str]:
+    """GLIBC_TUNABLES for a training worker; the user's own setting, if any, is kept instead."""
+    return {"GLIBC_TUNABLES": os.environ.get("GLIBC_TUNABLES") or WORKER_MALLOC}
+
+
+def _shards(dataset, workers: int) -> list[list]:
+    """Each worker's rows (sizes differ by one at most) as object refs of Arrow tables, zero-copy
+    from the materialized dataset. Workers read them with ray.get: Ray Train's own dataset split
+    would keep a split coordinator and a dataset manager running beside the steps, and drop rows
+    to make the shards equal."""
+    rows = dataset.count()
+    pieces = dataset.split_at_indices([round(i * rows / workers) for i in range(1, workers)]) if workers > 1 else [dataset]
+    return [piece.to_arrow_refs() for piece in pieces]
+
+
+def _trainer_class(local_session: bool):
+    """TorchTrainer without the helper actors textclf does not use. Ray Train's dataset callback
+    starts a dataset manager even with no datasets; the placement-group cleaner removes a crashed
+    controller's placement groups, which ray.shutdown does anyway when the session is local (and
+    it needs the dashboard). Each would be one more process waking 100 times a second."""
+    from ray.train.torch import TorchTrainer
+    from ray.train.v2._internal.callbacks.datasets import DatasetsCallback
+    from ray.train.v2._internal.callbacks.placement_group_callback import PlacementGroupCleanerCallback
+
+    unused = (DatasetsCallback, PlacementGroupCleanerCallback) if local_session else (DatasetsCallback,)
+
+    class Trainer(TorchTrainer):
+        def _create_default_callbacks(self):
+            return [c for c in super()._create_default_callbacks() if not isinstance(c, unused)]
+
+    return Trainer
 
 
 def _check_latest_checkpoint(run_dir: Path) -> None:
