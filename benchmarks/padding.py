@@ -10,6 +10,7 @@ textclf.batching exactly as the training loop and the labeling actors configure 
 from __future__ import annotations
 
 import argparse
+import os
 from pathlib import Path
 from typing import Iterable
 
@@ -54,13 +55,14 @@ def training_batches(lengths: np.ndarray, seed: int = 0) -> Iterable[np.ndarray]
 
 def labeling_batches(lengths: np.ndarray) -> Iterable[np.ndarray]:
     """As the labeling actors make them: each inference call's rows sorted by length and cut under
-    the inference token budget (calls of INFER_ROWS consecutive rows)."""
+    the inference token budget (equal calls of consecutive rows, one actor per core as local Ray runs)."""
     from textclf.batching import bucket_batches
     from textclf.inference import INFERENCE_BATCHING
-    from textclf.label import INFER_ROWS
+    from textclf.label import call_rows
 
-    for start in range(0, len(lengths), INFER_ROWS):
-        call = np.arange(start, min(start + INFER_ROWS, len(lengths)))
+    size = call_rows(len(lengths), os.cpu_count() or 1)
+    for start in range(0, len(lengths), size):
+        call = np.arange(start, min(start + size, len(lengths)))
         for positions in bucket_batches(lengths[call], INFERENCE_BATCHING):
             yield call[positions]
 

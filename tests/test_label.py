@@ -10,9 +10,10 @@ from click.testing import CliRunner
 from conftest import random_texts, read_labeled
 
 from textclf.cli import cli
-from textclf.errors import DataError
+from textclf import precision
+from textclf.errors import BundleError, DataError
 from textclf.inference import Predictor
-from textclf.label import LabelConfig, label
+from textclf.label import INFER_ROWS, LabelConfig, _with_actor_errors, call_rows, label
 from textclf.labeler import probs_labels
 
 pytestmark = pytest.mark.ray
@@ -31,6 +32,15 @@ def corpus(tmp_path):
                    root / "sub" / "b.parquet")
     pq.write_table(pa.table({"text": texts[700:900], "src": ["z"] * 200}), root / "c.parquet")
     return root
+
+
+@pytest.mark.parametrize("rows, actors", [(30_000, 2), (300_000, 2), (4097, 1), (10**6, 64), (100, 2), (3, 4)])
+def test_inference_calls_are_equal_shares_of_the_actors(rows, actors):
+    size = call_rows(rows, actors)
+    calls = -(-rows // size)
+    assert 1 <= size <= INFER_ROWS
+    assert calls == rows if rows < actors else calls % actors == 0  # every actor gets as many calls
+    assert rows - (calls - 1) * size >= size - calls  # and the last call is (nearly) as large as the others
 
 
 @pytest.mark.parametrize("fmt", ["parquet", "arrow"])
@@ -107,3 +117,31 @@ def test_cli_exit_codes(label_bundles, corpus, tmp_path):
     assert result.exit_code == 2 and "no Parquet files" in result.output
     result = runner.invoke(cli, ["label", str(tmp_path), str(corpus), str(tmp_path / "o3")])
     assert result.exit_code == 2 and "not a model bundle" in result.output
+
+
+def test_bf16_on_a_cpu_without_it_is_refused_before_ray_starts(label_bundles, corpus, tmp_path, monkeypatch):
+    monkeypatch.setattr(precision, "native_bf16_cpu", lambda: False)
+    result = CliRunner().invoke(cli, ["label", label_bundles[0], str(corpus), str(tmp_path / "o"), "--precision", "bf16"])
+    assert result.exit_code == 2 and "precision bf16 needs a GPU or a CPU with native bf16" in result.output
+    assert not any((tmp_path / "o").glob("part-*"))
+
+
+def test_an_error_raised_where_an_actor_starts_surfaces_as_itself():
+    def batches():  # what Ray Data raises when every actor's constructor failed
+        try:
+            raise RuntimeError("The actor died because of an error raised in its creation task, ray::MapWorker "
+                               "(pid=1)\nTraceback (most recent call last):\n  File ...\n"
+                               "textclf.errors.BundleError: weights of /m do not match model.json")
+        except RuntimeError as died:
+            raise RuntimeError("SystemException") from died
+        yield
+
+    with pytest.raises(BundleError, match="^weights of /m do not match model.json$"):
+        list(_with_actor_errors(batches()))
+    with pytest.raises(ValueError):  # anything else is left as it is
+        list(_with_actor_errors(iter_raising(ValueError("boom"))))
+
+
+def iter_raising(error):
+    raise error
+    yield

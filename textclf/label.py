@@ -15,6 +15,7 @@ import fcntl
 import json
 import os
 import queue
+import re
 import signal
 import threading
 import time
@@ -30,17 +31,18 @@ import pyarrow.parquet as pq
 
 from textclf.batching import PaddingStats
 from textclf.bundle import read_bundle_meta
+from textclf import errors
 from textclf.errors import DataError, PartialFailure, TextclfError
 from textclf.faults import fault, worker_env
 from textclf.label_inputs import InputFile, discover_inputs
-from textclf.precision import check_precision
+from textclf.precision import check_local_precision, check_precision
 from textclf.progress import Progress
 
 RUN, MANIFEST, SUCCESS = "_run.json", "_manifest.json", "_SUCCESS"
 LOCK = ".lock"  # held (flock) by the run writing OUTPUT; the kernel drops it when that process dies
 TMP_PREFIX = ".tmp-"  # hidden, so readers of OUTPUT (pyarrow datasets, Spark) skip unfinished files
 READ_ROWS = 4096  # rows per chunk read from an input file
-INFER_ROWS = 4096  # rows per inference call: sorted by length inside; larger pads less, smaller streams better
+INFER_ROWS = 4096  # most rows per inference call: sorted by length inside; larger pads less, smaller streams better
 # Ray Data merges a task's output up to this size; small enough that a big input file streams through
 # in pieces (memory stays flat as files grow), large enough that per-block overhead stays negligible
 BLOCK_BYTES = 16 * 1024 * 1024
@@ -101,6 +103,7 @@ class _RunStats:
 def label(model_dir: str, input_spec: str, output: str, config: LabelConfig = LabelConfig(),
           overwrite: bool = False, address: str | None = None) -> dict:
     meta = read_bundle_meta(model_dir)  # a folder that is not a bundle fails here, before anything
+    check_local_precision(config.precision, config.use_gpu, address)
     filesystem, inputs = discover_inputs(input_spec)
     out = Path(output)
     # what makes a run the same run; through JSON so it compares equal to the stored copy
@@ -256,18 +259,23 @@ def _run_pipeline(model_dir: str, filesystem, pending: list[_FileState], out: Pa
         # CPU actors tokenize their own batches: one process per core does all the work, so tokenizing
         # runs on every core and no extra worker process has to start
         actors, per_node = _actor_layout(config)
+        # one call per block, each actor taking the next block when it is free: inputs of any size and
+        # layout spread evenly over the actors (a Ray Data task gets a whole block, so a 600-row file was
+        # one task, labeled by one actor while the other idled)
+        size = call_rows(sum(s.source.rows for s in pending), actors)
+        chunks = chunks.repartition(target_num_rows_per_block=size)
         labeled = chunks.map_batches(
-            BatchLabeler, batch_format="pyarrow", batch_size=INFER_ROWS,
+            BatchLabeler, batch_format="pyarrow", batch_size=size,
             fn_constructor_kwargs=dict(model_dir=model_dir, keep_columns=["_file", "_row", *config.keep_columns],
                                        probabilities=config.probabilities, batch_tokens=config.batch_tokens,
                                        precision=config.precision, text_column=None if config.use_gpu else "_text",
                                        actors_per_node=None if config.use_gpu else per_node),
-            compute=ray.data.ActorPoolStrategy(size=actors),
+            compute=ray.data.ActorPoolStrategy(size=actors, max_tasks_in_flight_per_actor=None if config.use_gpu else 1),
             num_gpus=1 if config.use_gpu else 0,
             runtime_env=worker_env())
         padding, rows_per_node = stats.padding, stats.rows_per_node
         progress = Progress("label", sum(s.source.rows for s in pending))
-        batches = labeled.iter_batches(batch_format="pyarrow", batch_size=None)
+        batches = _with_actor_errors(labeled.iter_batches(batch_format="pyarrow", batch_size=None))
         for batch in _with_stall_timeout(batches, config.stall_timeout_s):
             padding.real_tokens += pc.sum(batch["_real_tokens"]).as_py() or 0
             padding.padded_tokens += pc.sum(batch["_padded_tokens"]).as_py() or 0
@@ -301,6 +309,29 @@ def _actor_layout(config: LabelConfig) -> tuple[int, int]:
     else:
         actors = max(1, int(sum(n.get("CPU", 0) for n in nodes)) - len(nodes))
     return actors, -(-actors // max(1, len(nodes)))
+
+
+def call_rows(rows: int, actors: int) -> int:
+    """Rows per inference call: at most INFER_ROWS, and cut so the calls share out evenly over the
+    actors (30,000 rows on two actors: 3,750 a call, where 4,096 would leave a last call of 1,328)."""
+    rounds = -(-rows // (actors * INFER_ROWS))
+    return max(1, -(-rows // (actors * max(1, rounds))))
+
+
+def _with_actor_errors(batches: Iterator[pa.Table]) -> Iterator[pa.Table]:
+    """A textclf error raised where an actor starts (an option or bundle its machine refuses) reaches
+    the driver only as text inside Ray's ActorDiedError; raise it as itself, so it ends in one line."""
+    try:
+        yield from batches
+    except Exception as e:
+        cause: BaseException | None = e
+        while cause is not None:
+            found = re.search(r"textclf\.errors\.(\w+): (.+)", str(cause))
+            kind = getattr(errors, found.group(1), None) if found else None
+            if isinstance(kind, type) and issubclass(kind, TextclfError):
+                raise kind(found.group(2).strip()) from None
+            cause = cause.__cause__ or cause.__context__
+        raise
 
 
 def _with_stall_timeout(batches: Iterator[pa.Table], timeout_s: float) -> Iterator[pa.Table]:

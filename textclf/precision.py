@@ -1,8 +1,9 @@
 """Arithmetic precision for training and scoring: bf16 autocast where the hardware runs it natively.
 
 auto picks bf16 on CUDA and on CPUs with native bf16 (AVX512-BF16, AMX), where oneDNN runs the BiLSTM
-about twice as fast when scoring and 1.4x when training; float32 on other CPUs, where bf16 would be
-emulated and slower. Weights, optimizer state and the loss stay float32 either way.
+about twice as fast when scoring and 1.4x when training; float32 on other CPUs (AVX2 only), where bf16
+would be emulated and slower, and where oneDNN has no bf16 LSTM at all: bf16 is refused there.
+Weights, optimizer state and the loss stay float32 either way.
 """
 
 from __future__ import annotations
@@ -30,12 +31,31 @@ def compute_dtype(precision: str, device: torch.device) -> torch.dtype | None:
     check_precision(precision)
     if precision == "fp32":
         return None
-    if precision == "bf16" or device.type == "cuda" or torch.ops.mkldnn._is_mkldnn_bf16_supported():
-        return torch.bfloat16
-    return None
+    native = device.type == "cuda" or native_bf16_cpu()
+    if precision == "bf16" and not native:  # oneDNN has no bf16 LSTM there: it would fail mid-run
+        raise ConfigError("precision bf16 needs a GPU or a CPU with native bf16 (AVX512-BF16 or AMX), "
+                          "which this CPU lacks; use auto or fp32")
+    return torch.bfloat16 if native else None
 
 
 def autocast(device: torch.device, dtype: torch.dtype | None) -> contextlib.AbstractContextManager:
     import torch
 
     return torch.autocast(device.type, dtype=dtype) if dtype else contextlib.nullcontext()
+
+
+def check_local_precision(precision: str, use_gpu: bool, address: str | None) -> None:
+    """Refuse bf16 before Ray starts when the work runs on this machine's CPU and it has no bf16.
+    (Workers of a remote cluster check their own CPU when they start.)"""
+    import os
+
+    if precision == "bf16" and not use_gpu and not (address or os.environ.get("RAY_ADDRESS")):
+        import torch
+
+        compute_dtype(precision, torch.device("cpu"))
+
+
+def native_bf16_cpu() -> bool:
+    import torch
+
+    return torch.ops.mkldnn._is_mkldnn_bf16_supported()

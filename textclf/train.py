@@ -18,6 +18,7 @@ from textclf.errors import BundleError, ConfigError, TextclfError
 from textclf.faults import worker_env
 from textclf.metrics import metrics_from_confusion
 from textclf.models import create_model
+from textclf.precision import check_local_precision
 from textclf.progress import is_interactive
 from textclf.raysession import ray_session
 from textclf.tokenizer import TokenizerConfig
@@ -40,6 +41,7 @@ def train(config: TrainConfig, train_path: str, validation_path: str | None, out
           resume: bool = False, address: str | None = None, storage: str | None = None) -> dict:
     """Train, then write the best epoch's bundle to `out_dir`; returns a summary dict."""
     check_inputs(config, train_path, validation_path)  # fail on bad input before anything changes
+    check_local_precision(config.precision, config.use_gpu, address)
     out_dir = Path(out_dir).resolve()
     storage_path = storage or str(default_storage(out_dir))
     run_dir = Path(storage_path) / RUN_NAME
