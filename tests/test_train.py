@@ -64,6 +64,23 @@ def test_trainer_leaves_out_the_helper_actors_textclf_does_not_use(ray_local, lo
     assert (PlacementGroupCleanerCallback in kinds) is not local_session  # kept on a cluster
 
 
+def test_a_single_worker_trains_without_a_process_group(ray_local, tmp_path):
+    from ray.train import RunConfig, ScalingConfig
+
+    from textclf.train import _torch_config, _trainer_class
+
+    def _process_group_state(config):  # nested: pickled by value, the workers cannot import this module
+        import ray.train
+        import torch.distributed as dist
+
+        return {"process_group": dist.is_initialized(), "world": ray.train.get_context().get_world_size()}
+
+    result = _trainer_class(True)(_process_group_state, torch_config=_torch_config(),
+                                  scaling_config=ScalingConfig(num_workers=1),
+                                  run_config=RunConfig(storage_path=str(tmp_path))).fit()
+    assert result.return_value == {"process_group": False, "world": 1}
+
+
 def test_workers_get_textclf_malloc_settings_unless_the_user_has_their_own(monkeypatch):
     monkeypatch.delenv("GLIBC_TUNABLES", raising=False)
     assert worker_malloc_env() == {"GLIBC_TUNABLES": WORKER_MALLOC}

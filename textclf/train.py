@@ -88,6 +88,7 @@ def train(config: TrainConfig, train_path: str, validation_path: str | None, out
         trainer = _trainer_class(local_session)(
             train_loop_per_worker,
             train_loop_config=loop_config,
+            torch_config=_torch_config(),
             scaling_config=ScalingConfig(num_workers=config.workers, use_gpu=config.use_gpu,
                                          resources_per_worker={"CPU": 1}),
             run_config=RunConfig(name=RUN_NAME, storage_path=storage_path,
@@ -136,6 +137,28 @@ def _trainer_class(local_session: bool):
             return [c for c in super()._create_default_callbacks() if not isinstance(c, unused)]
 
     return Trainer
+
+
+def _torch_config():
+    """Ray Train's TorchConfig, except that a single worker gets no process group: it has no peer to
+    reduce with (`prepare_model` wraps DDP only for more than one), and gloo's store thread would wake
+    about 110 times a second beside its steps."""
+    from ray.train.torch import TorchConfig
+    from ray.train.torch.config import _set_torch_distributed_env_vars, _TorchBackend
+
+    class Backend(_TorchBackend):
+        def on_start(self, worker_group, backend_config):
+            if len(worker_group) > 1:
+                super().on_start(worker_group, backend_config)
+            else:
+                worker_group.execute(_set_torch_distributed_env_vars)
+
+    class Config(TorchConfig):
+        @property
+        def backend_cls(self):
+            return Backend
+
+    return Config()
 
 
 def _check_latest_checkpoint(run_dir: Path) -> None:
