@@ -29,9 +29,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from textclf import errors
 from textclf.batching import PaddingStats
 from textclf.bundle import read_bundle_meta
-from textclf import errors
 from textclf.errors import DataError, PartialFailure, TextclfError
 from textclf.faults import fault, worker_env
 from textclf.label_inputs import InputFile, discover_inputs
@@ -313,7 +313,7 @@ def _actor_layout(config: LabelConfig) -> tuple[int, int]:
 
 def call_rows(rows: int, actors: int) -> int:
     """Rows per inference call: at most INFER_ROWS, and cut so the calls share out evenly over the
-    actors (30,000 rows on two actors: 3,750 a call, where 4,096 would leave a last call of 1,328)."""
+    actors (30,000 rows of one file on two actors: 3,750 a call, where 4,096 would leave a last call of 1,328)."""
     rounds = -(-rows // (actors * INFER_ROWS))
     return max(1, -(-rows // (actors * max(1, rounds))))
 

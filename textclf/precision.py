@@ -9,6 +9,7 @@ Weights, optimizer state and the loss stay float32 either way.
 from __future__ import annotations
 
 import contextlib
+import os
 from typing import TYPE_CHECKING
 
 from textclf.errors import ConfigError
@@ -47,8 +48,6 @@ def autocast(device: torch.device, dtype: torch.dtype | None) -> contextlib.Abst
 def check_local_precision(precision: str, use_gpu: bool, address: str | None) -> None:
     """Refuse bf16 before Ray starts when the work runs on this machine's CPU and it has no bf16.
     (Workers of a remote cluster check their own CPU when they start.)"""
-    import os
-
     if precision == "bf16" and not use_gpu and not (address or os.environ.get("RAY_ADDRESS")):
         import torch
 
