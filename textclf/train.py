@@ -20,7 +20,7 @@ from textclf.metrics import metrics_from_confusion
 from textclf.models import create_model
 from textclf.precision import check_local_precision
 from textclf.progress import is_interactive
-from textclf.raysession import ray_session
+from textclf.raysession import ray_session, stop_data_stats_actor
 from textclf.tokenizer import TokenizerConfig
 from textclf.train_data import check_inputs, prepare_training_data
 
@@ -85,6 +85,8 @@ def train(config: TrainConfig, train_path: str, validation_path: str | None, out
             "train_shards": _shards(data.train, config.workers),
             "validation_blocks": data.validation.to_arrow_refs(),
         }
+        if local_session:
+            stop_data_stats_actor()  # Ray Data is done: the actor would idle beside the steps
         trainer = _trainer_class(local_session)(
             train_loop_per_worker,
             train_loop_config=loop_config,
