@@ -71,6 +71,15 @@ def make_label_bundle(path: Path, seed: int) -> str:
 
 
 @pytest.fixture(scope="session")
+def small_bow_config(tmp_path_factory) -> Path:
+    """Training options for tests about where and how training runs, not what it learns: the default
+    bow's million bigram buckets make every checkpoint about a gigabyte (weights, best weights, Adam)."""
+    path = tmp_path_factory.mktemp("config") / "small-bow.yaml"
+    path.write_text("arch: bow\nmodel:\n  num_buckets: 1000\n")
+    return path
+
+
+@pytest.fixture(scope="session")
 def label_bundles(tmp_path_factory) -> tuple[str, str]:
     root = tmp_path_factory.mktemp("bundles")
     return make_label_bundle(root / "a", 0), make_label_bundle(root / "b", 1)

@@ -90,7 +90,7 @@ def _submit(env: dict, *entrypoint: str) -> tuple[str, float]:
 
 
 @pytest.mark.slow
-def test_submit_train_then_label_to_a_local_head(local_head, tiny_corpus, tmp_path):
+def test_submit_train_then_label_to_a_local_head(local_head, tiny_corpus, small_bow_config, tmp_path):
     from textclf.inference import Predictor
 
     env, pid, up_s = local_head
@@ -103,7 +103,7 @@ def test_submit_train_then_label_to_a_local_head(local_head, tiny_corpus, tmp_pa
     bundle = tmp_path / "models" / "rt-job"  # absolute: the job runs in an uploaded copy of the repo
     log, train_s = _submit(env, "jobs/train.py", "--train", str(tiny_corpus / "train"), "--validation",
                            str(tiny_corpus / "validation"), "--out", str(bundle), "--workers", "2",
-                           "--epochs", "1", "--lr", "0.05")
+                           "--epochs", "1", "--lr", "0.05", "--config", str(small_bow_config))
     assert '{"event": "epoch"' in log  # one-line JSON progress in the job log
     assert (bundle / "model.safetensors").exists() and (bundle / "model.json").exists()
     assert (tmp_path / "models" / "rt-job.checkpoints" / "train").is_dir()

@@ -24,7 +24,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 TRAIN_WORKER = "RayTrainWorker"
 LABEL_ACTOR = "MapWorker(MapBatches(BatchLabeler))"
-LABEL_ROWS = 3 * 14_000  # several inference bundles (16,384 rows each), so both actors get work
+LABEL_ROWS = 3 * 3_000  # cut into calls of 4,096 rows at most: several for each of the two actors
 
 
 class TwoNodes:
@@ -112,7 +112,7 @@ def two_nodes(tmp_path):
 
 @pytest.mark.slow
 @pytest.mark.ray
-def test_two_nodes_train_and_label_like_one_node(two_nodes, ray_local, tiny_corpus, tmp_path):
+def test_two_nodes_train_and_label_like_one_node(two_nodes, ray_local, tiny_corpus, small_bow_config, tmp_path):
     from click.testing import CliRunner
     from conftest import synthetic_rows, write_split
 
@@ -122,7 +122,7 @@ def test_two_nodes_train_and_label_like_one_node(two_nodes, ray_local, tiny_corp
     address, node_ids = two_nodes.info["address"], set(two_nodes.info["nodes"])
     assert len(node_ids) == 2
     train_args = ["--train", str(tiny_corpus / "train"), "--validation", str(tiny_corpus / "validation"),
-                  "--workers", "2", "--epochs", "1", "--lr", "0.05"]
+                  "--workers", "2", "--epochs", "1", "--lr", "0.05", "--config", str(small_bow_config)]
 
     # one CPU per node: the two DDP workers (one CPU each) cannot share a node
     bundle = tmp_path / "model-2n"
