@@ -81,8 +81,8 @@ def _loopback_only(extra_env: dict[str, str]) -> Iterator[int]:
     warning; RayConfig caches it at import, hence Config.initialize. RAY_API_SERVER_ADDRESS
     points state-API calls (Ray Train's PlacementGroupCleaner) at this dashboard even when
     other Ray instances run on the machine; LOCAL_QUIET_ENV turns off metrics and preemption
-    watching and sets two poll intervals; `extra_env` adds Ray settings for this session. All but RAY_AUTH_MODE is restored
-    on exit (values the user set are kept).
+    watching and sets two poll intervals; `extra_env` adds Ray settings for this session. All but
+    RAY_AUTH_MODE is restored on exit (values the user set are kept).
     """
     from ray._raylet import Config
 
