@@ -67,7 +67,7 @@ def test_trainer_leaves_out_the_helper_actors_textclf_does_not_use(ray_local, lo
 def test_a_single_worker_trains_without_a_process_group(ray_local, tmp_path):
     from ray.train import RunConfig, ScalingConfig
 
-    from textclf.train import _torch_config, _trainer_class
+    from textclf.train import _trainer_class
 
     def _process_group_state(config):  # nested: pickled by value, the workers cannot import this module
         import ray.train
@@ -75,10 +75,29 @@ def test_a_single_worker_trains_without_a_process_group(ray_local, tmp_path):
 
         return {"process_group": dist.is_initialized(), "world": ray.train.get_context().get_world_size()}
 
-    result = _trainer_class(True)(_process_group_state, torch_config=_torch_config(),
-                                  scaling_config=ScalingConfig(num_workers=1),
+    result = _trainer_class(True)(_process_group_state, scaling_config=ScalingConfig(num_workers=1),
                                   run_config=RunConfig(storage_path=str(tmp_path))).fit()
     assert result.return_value == {"process_group": False, "world": 1}
+
+
+def test_the_controller_can_load_what_the_trainer_sends_it_without_torch(tmp_path):
+    import subprocess
+    import sys
+
+    import cloudpickle
+    from ray.train import ScalingConfig
+
+    from textclf.train import _trainer_class
+
+    # Ray Train's controller unpickles the callbacks (backend and all); torch would add ~3 s to its start
+    trainer = _trainer_class(True, workers=2)(lambda cfg: None, scaling_config=ScalingConfig(num_workers=2))
+    (tmp_path / "callbacks.pkl").write_bytes(cloudpickle.dumps(trainer._create_default_callbacks()))
+    load = ("import pickle, sys; sys.modules['torch'] = None; "
+            f"callbacks = pickle.loads(open({str(tmp_path / 'callbacks.pkl')!r}, 'rb').read()); "
+            "print(sorted(type(c).__name__ for c in callbacks))")
+    out = subprocess.run([sys.executable, "-c", load], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert "BackendSetupCallback" in out.stdout and "ImportTorchBackendEarly" in out.stdout
 
 
 def test_workers_get_textclf_malloc_settings_unless_the_user_has_their_own(monkeypatch):

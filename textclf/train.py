@@ -87,10 +87,9 @@ def train(config: TrainConfig, train_path: str, validation_path: str | None, out
         }
         if local_session:
             stop_data_stats_actor()  # Ray Data is done: the actor would idle beside the steps
-        trainer = _trainer_class(local_session)(
+        trainer = _trainer_class(local_session, config.workers)(
             train_loop_per_worker,
             train_loop_config=loop_config,
-            torch_config=_torch_config(),
             scaling_config=ScalingConfig(num_workers=config.workers, use_gpu=config.use_gpu,
                                          resources_per_worker={"CPU": 1}),
             run_config=RunConfig(name=RUN_NAME, storage_path=storage_path,
@@ -123,44 +122,29 @@ def _shards(dataset, workers: int) -> list[list]:
     return [piece.to_arrow_refs() for piece in pieces]
 
 
-def _trainer_class(local_session: bool):
-    """TorchTrainer without the helper actors textclf does not use. Ray Train's dataset callback
-    starts a dataset manager even with no datasets; the placement-group cleaner removes a crashed
-    controller's placement groups, which ray.shutdown does anyway when the session is local (and
-    it needs the dashboard). Each would be one more process waking 100 times a second."""
-    from ray.train.torch import TorchTrainer
+def _trainer_class(local_session: bool, workers: int = 1):
+    """Ray Train's data-parallel trainer with textclf's torch backend (see train_backend), without the
+    helper actors textclf does not use. Ray Train's dataset callback starts a dataset manager even with
+    no datasets; the placement-group cleaner removes a crashed controller's placement groups, which
+    ray.shutdown does anyway when the session is local (and it needs the dashboard). Each would be one
+    more process waking 100 times a second."""
     from ray.train.v2._internal.callbacks.datasets import DatasetsCallback
     from ray.train.v2._internal.callbacks.placement_group_callback import PlacementGroupCleanerCallback
+    from ray.train.v2.api.data_parallel_trainer import DataParallelTrainer
+
+    from textclf.train_backend import ImportTorchBackendEarly, TorchBackendConfig
 
     unused = (DatasetsCallback, PlacementGroupCleanerCallback) if local_session else (DatasetsCallback,)
 
-    class Trainer(TorchTrainer):
+    class Trainer(DataParallelTrainer):
+        def __init__(self, train_loop_per_worker, **kwargs):
+            super().__init__(train_loop_per_worker, backend_config=TorchBackendConfig(), **kwargs)
+
         def _create_default_callbacks(self):
-            return [c for c in super()._create_default_callbacks() if not isinstance(c, unused)]
+            kept = [c for c in super()._create_default_callbacks() if not isinstance(c, unused)]
+            return [ImportTorchBackendEarly(workers), *kept]
 
     return Trainer
-
-
-def _torch_config():
-    """Ray Train's TorchConfig, except that a single worker gets no process group: it has no peer to
-    reduce with (`prepare_model` wraps DDP only for more than one), and gloo's store thread would wake
-    about 110 times a second beside its steps."""
-    from ray.train.torch import TorchConfig
-    from ray.train.torch.config import _set_torch_distributed_env_vars, _TorchBackend
-
-    class Backend(_TorchBackend):
-        def on_start(self, worker_group, backend_config):
-            if len(worker_group) > 1:
-                super().on_start(worker_group, backend_config)
-            else:
-                worker_group.execute(_set_torch_distributed_env_vars)
-
-    class Config(TorchConfig):
-        @property
-        def backend_cls(self):
-            return Backend
-
-    return Config()
 
 
 def _check_latest_checkpoint(run_dir: Path) -> None:

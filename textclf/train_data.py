@@ -60,9 +60,28 @@ def check_inputs(config: TrainConfig, train_path: str, validation_path: str | No
         parquet_dataset(validation_path, columns, "validation")
 
 
-def prepare_training_data(config: TrainConfig, train_path: str, validation_path: str | None) -> TrainingData:
+# Rows per Ray Data block when reading training data. Each block is read and tokenized by one task, in a
+# worker process that loads spaCy first (~2-3 s on 2 cores): a block should hold far more tokenizing than
+# that (100,000 rows is ~4 s of it), and a small corpus is best read as one block.
+READ_BLOCK_ROWS = 100_000
+
+
+def read_parquet(files: list[str], columns: list[str], rows: int):
+    """Ray Data's V1 Parquet reader, one block per READ_BLOCK_ROWS rows. The V2 reader (2.60's default)
+    starts footer-reading actors for every read, and both split even a small corpus into blocks for
+    parallelism, each tokenized in a new process that loads spaCy. Preparing 10,246 rows for training
+    took 21.5 s that way and 8.9 s with one block, on 2 cores."""
     import ray.data
 
+    context = ray.data.DataContext.get_current()
+    saved, context.use_datasource_v2 = context.use_datasource_v2, False  # read when the read is planned
+    try:
+        return ray.data.read_parquet(files, columns=columns, override_num_blocks=max(1, -(-rows // READ_BLOCK_ROWS)))
+    finally:
+        context.use_datasource_v2 = saved
+
+
+def prepare_training_data(config: TrainConfig, train_path: str, validation_path: str | None) -> TrainingData:
     columns = [config.text_column, config.label_column]
     train_files = parquet_dataset(train_path, columns, "training")
     counts = label_counts(train_files, config.label_column)
@@ -74,8 +93,8 @@ def prepare_training_data(config: TrainConfig, train_path: str, validation_path:
                                    label_column=config.label_column), batch_format="pyarrow")
 
     def tokenized(files: pads.Dataset):
-        ds = ray.data.read_parquet(files.files, columns=columns)
-        return ds.map_batches(tokenize_table, **tokenize).materialize()
+        rows = files.count_rows()  # from the footers
+        return read_parquet(files.files, columns, rows).map_batches(tokenize_table, **tokenize).materialize()
 
     train_tokens = tokenized(train_files)
     token_counts = Counter()

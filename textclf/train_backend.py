@@ -1,0 +1,85 @@
+"""Ray Train's torch backend, in a form its controller can load without importing torch.
+
+Ray Train's controller unpickles the backend config, and `ray.train.torch.config` imports torch at
+the top: 3 s of the controller's start on 2 cores, spent before it asks for any worker. Here the
+config and backend import nothing of torch; the workers run Ray's own torch set-up (they import
+torch anyway), and the controller imports Ray's torch backend only to start a process group, which a
+single worker does not get: it has no peer to reduce with (`prepare_model` wraps DDP only for more
+than one), and gloo's store thread would wake about 110 times a second beside its steps.
+"""
+
+from __future__ import annotations
+
+import threading
+
+from ray.train.backend import Backend, BackendConfig
+from ray.train.v2._internal.execution.callback import ControllerCallback
+
+
+class TorchBackendConfig(BackendConfig):
+    """Ray's TorchConfig defaults (gloo on CPU, nccl on GPU, env:// rendezvous, 1,800 s timeout)."""
+
+    @property
+    def backend_cls(self):
+        return TorchBackend
+
+    @property
+    def train_func_context(self):  # read on the driver, run on the workers
+        from ray.train.torch.config import TorchConfigContextManager
+
+        return TorchConfigContextManager
+
+    @property
+    def framework(self):
+        from ray.train.v2._internal.util import TrainingFramework
+
+        return TrainingFramework.TORCH
+
+
+class TorchBackend(Backend):
+    share_cuda_visible_devices = True
+
+    def on_start(self, worker_group, backend_config) -> None:
+        if len(worker_group) > 1:
+            backend, config = _ray_torch_backend()
+            backend.on_start(worker_group, config)
+        else:
+            worker_group.execute(_set_torch_distributed_env_vars)
+
+    def on_shutdown(self, worker_group, backend_config) -> None:
+        backend, config = _ray_torch_backend() if len(worker_group) > 1 else (None, None)
+        if backend is not None:
+            backend.on_shutdown(worker_group, config)
+        else:
+            worker_group.execute(_shutdown_torch)
+
+
+class ImportTorchBackendEarly(ControllerCallback):
+    """For more than one worker: the controller imports Ray's torch backend while the workers start,
+    not after, when their process group waits on it."""
+
+    def __init__(self, workers: int) -> None:
+        self.workers = workers
+
+    def after_controller_start(self, train_run_context) -> None:
+        if self.workers > 1:
+            threading.Thread(target=_ray_torch_backend, name="import-torch-backend", daemon=True).start()
+
+
+def _ray_torch_backend():
+    from ray.train.torch.config import TorchConfig, _TorchBackend
+
+    return _TorchBackend(), TorchConfig()
+
+
+# Run on the workers, which import torch for training anyway.
+def _set_torch_distributed_env_vars() -> None:
+    from ray.train.torch.config import _set_torch_distributed_env_vars as set_env_vars
+
+    set_env_vars()
+
+
+def _shutdown_torch() -> None:
+    from ray.train.torch.config import _shutdown_torch as shutdown
+
+    shutdown(destroy_process_group=False)
