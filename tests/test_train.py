@@ -155,3 +155,13 @@ def test_pretrained_vectors_set_the_embedding_and_stay_frozen(tiny_corpus, ray_l
     itos = meta["vocab"]
     for word in ("great", "boring", "plot"):
         np.testing.assert_allclose(embedding[itos.index(word)], vectors[word], atol=1e-6)
+
+
+@pytest.mark.parametrize("rows, blocks", [(1200, 1), (250_000, 3)])
+def test_training_data_is_read_in_blocks_of_many_rows(ray_local, tiny_corpus, rows, blocks):
+    from textclf.train_data import read_parquet
+
+    # each block is tokenized in a process that loads spaCy first: a small corpus is one block
+    files = sorted(str(p) for p in (tiny_corpus / "train").iterdir())
+    dataset = read_parquet(files, ["text", "label"], rows).materialize()
+    assert dataset.num_blocks() == blocks and dataset.count() == 1200
