@@ -47,8 +47,8 @@ class TorchBackend(Backend):
             worker_group.execute(_set_torch_distributed_env_vars)
 
     def on_shutdown(self, worker_group, backend_config) -> None:
-        backend, config = _ray_torch_backend() if len(worker_group) > 1 else (None, None)
-        if backend is not None:
+        if len(worker_group) > 1:
+            backend, config = _ray_torch_backend()
             backend.on_shutdown(worker_group, config)
         else:
             worker_group.execute(_shutdown_torch)
