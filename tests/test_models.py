@@ -4,6 +4,7 @@ import json
 import pytest
 import torch
 
+from textclf.config import ARCHITECTURES
 from textclf.errors import ConfigError
 from textclf.models import config_class, create_model, model_names
 
@@ -42,7 +43,7 @@ def random_batch(lengths, width=None, seed=1):
 
 
 def test_all_architectures_registered():
-    assert model_names() == ["bilstm", "bow", "cnn", "mlp"]
+    assert model_names() == ["bilstm", "bow", "cnn", "mlp"] == list(ARCHITECTURES)
 
 
 @pytest.mark.parametrize("num_classes", [2, 5])

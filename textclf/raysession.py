@@ -34,8 +34,9 @@ def ray_session(address: str | None = None, num_cpus: int | None = None, dashboa
 
     Two options spare a local session processes it does not need. Every Ray Python process wakes
     100 times a second (its task loop checks for signals every 10 ms), and on a small machine each
-    wakeup preempts a compute thread. dashboard=False drops the dashboard and its dozen processes
-    (also a second of start-up). keep_idle_workers=False lets Ray end a worker process after a
+    wakeup preempts a compute thread. dashboard=False drops the dashboard and its dozen processes;
+    a local session then also starts without the dashboard's head process and the autoscaler monitor
+    (see _without_head_monitors). keep_idle_workers=False lets Ray end a worker process after a
     second idle instead of keeping one per free CPU: right for a long run of a few busy actors
     (training), wrong where tasks come and go (labeling would restart worker processes)."""
     import ray
@@ -61,12 +62,31 @@ def ray_session(address: str | None = None, num_cpus: int | None = None, dashboa
                           dashboard_port=port, _node_ip_address="127.0.0.1")
         elif _is_loopback(address):  # a head on this machine (cluster/local.sh): join it as 127.0.0.1
             local.enter_context(_keep_loopback_ip())
-        ray.init(address=address, **kwargs)
+        with _without_head_monitors() if address is None and not dashboard else contextlib.nullcontext():
+            ray.init(address=address, **kwargs)
         _quiet_ray_data()
         try:
             yield address is None
         finally:
             ray.shutdown()
+
+
+@contextlib.contextmanager
+def _without_head_monitors() -> Iterator[None]:
+    """Start a local head without its dashboard and autoscaler-monitor processes. With
+    include_dashboard=False Ray 2.60 still starts the dashboard process, serving only its usage-stats
+    module (off here: no job server, no state API), and ray.init waits for it before it starts the
+    raylet (~1.8 s of a 5.5 s ray.init on 2 cores). The autoscaler monitor acts on a cluster's
+    autoscaling config, and a local session has none. Both are Python processes that take CPU from
+    the start of the command's own work."""
+    from ray._private.node import Node
+
+    saved = Node.start_api_server, Node.start_monitor
+    Node.start_api_server = Node.start_monitor = lambda self, **kwargs: None
+    try:
+        yield
+    finally:
+        Node.start_api_server, Node.start_monitor = saved
 
 
 @contextlib.contextmanager

@@ -7,7 +7,9 @@ import json
 import os
 import shutil
 import sys
+import threading
 import time
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -17,7 +19,6 @@ from textclf.config import TrainConfig
 from textclf.errors import BundleError, ConfigError, TextclfError
 from textclf.faults import worker_env
 from textclf.metrics import metrics_from_confusion
-from textclf.models import create_model
 from textclf.precision import check_local_precision
 from textclf.progress import is_interactive
 from textclf.raysession import ray_session, stop_data_stats_actor
@@ -61,13 +62,14 @@ def train(config: TrainConfig, train_path: str, validation_path: str | None, out
     # share the machine with Ray's own processes: ray_session's options leave out those not needed.
     with ray_session(address, num_cpus=max(local_cpus, config.workers) + 1, dashboard=False,
                      keep_idle_workers=False) as local_session:
+        _import_torch_meanwhile()
+        data = prepare_training_data(config, train_path, validation_path)
         import ray
         from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
         from ray.train.v2.api.config import LoggingConfig
 
         from textclf.train_loop import train_loop_per_worker
 
-        data = prepare_training_data(config, train_path, validation_path)
         vectors, coverage = _pretrained_vectors(config, data.vocab.itos)
         model_config = _model_config(config, len(data.vocab), len(data.labels),
                                      vectors.shape[1] if vectors is not None else None)
@@ -103,8 +105,25 @@ def train(config: TrainConfig, train_path: str, validation_path: str | None, out
                                                                   **worker_env().get("env_vars", {})}}),
         )
         result = _fit(trainer)
-    return _write_bundle(result, config, data, model_config, coverage, out_dir, storage_path,
-                         time.monotonic() - started)
+        # Written while Ray shuts down (about 1.5 s of waiting for its processes to end one by one).
+        bundle = _in_background(_write_bundle, result, config, data, model_config, coverage, out_dir,
+                                storage_path, time.monotonic() - started)
+    return bundle.result()
+
+
+def _in_background(fn, *args) -> Future:
+    pool = ThreadPoolExecutor(1, thread_name_prefix=fn.__name__)
+    try:
+        return pool.submit(fn, *args)
+    finally:
+        pool.shutdown(wait=False)
+
+
+def _import_torch_meanwhile() -> None:
+    """The driver needs torch only after the data is prepared (to check the model's options, then to
+    write the bundle). Importing it (~2.5 s of CPU here) while Ray starts takes it off the critical
+    path: ray.init mostly waits on the processes it starts. A later import waits for this one."""
+    threading.Thread(target=lambda: __import__("textclf.models"), name="import-torch", daemon=True).start()
 
 
 def worker_malloc_env() -> dict[str, str]:
@@ -186,6 +205,8 @@ def _root_cause(error: BaseException) -> str:
 def _model_config(config: TrainConfig, vocab_size: int, num_classes: int, vectors_dim: int | None) -> dict:
     """Build the model once on the driver so a bad hyper-parameter fails here, not on a worker.
     Pretrained vectors set the embedding size unless the config names one."""
+    from textclf.models import create_model
+
     options = dict(config.model)
     if vectors_dim is not None:
         options.setdefault("embedding_dim", vectors_dim)
@@ -216,6 +237,7 @@ def _class_weights(config: TrainConfig, labels: list[str], counts: dict[str, int
 def _write_bundle(result, config, data, model_config, coverage, out_dir: Path, storage_path: str,
                   elapsed: float) -> dict:
     from textclf.checkpoint import load_training_state
+    from textclf.models import create_model
     from textclf.report import write_report
 
     with result.checkpoint.as_directory() as directory:
