@@ -30,7 +30,7 @@ def test_bow_tables_take_sparse_gradients_on_cpu_and_only_used_rows_move():
     assert tables.names == ["embedding.weight", "bigram_embedding.weight"]
     before = model.embedding.weight.detach().clone()
     optimizer = Adam(model, tables, lr=0.1)
-    assert [type(o).__name__ for o in optimizer.optimizers] == ["Adam", "SparseAdam"]
+    assert [g["sparse"] for g in optimizer.param_groups] == [False, True]
     for _ in range(2):  # the output layer starts at zero: the tables' gradients are non-zero from step 2
         _step(model, optimizer, IDS, LENGTHS)
     assert model.embedding.weight.grad.is_sparse
@@ -43,7 +43,60 @@ def test_tables_stay_dense_off_cpu_and_models_without_tables_get_plain_adam():
     assert SparseTables(model, torch.device("cuda")).params == [] and not model.embedding.sparse
     cnn = create_model("cnn", vocab_size=40, num_classes=2)
     optimizer = Adam(cnn, SparseTables(cnn, CPU), lr=0.1)
-    assert [type(o).__name__ for o in optimizer.optimizers] == ["Adam"]
+    assert [g["sparse"] for g in optimizer.param_groups] == [False]
+
+
+BATCHES = [(IDS, LENGTHS), (torch.tensor([[4, 9, 3], [5, 5, 5]]), LENGTHS), (torch.tensor([[8, 2, 0], [3, 0, 0]]), torch.tensor([2, 1]))]
+
+
+def _torch_optimizers(model, lr, weight_decay):
+    """What textclf's Adam replaces: torch.optim.Adam for dense parameters, SparseAdam for the tables."""
+    tables = SparseTables(model, CPU)
+    dense = [p for p in model.parameters() if all(p is not t for t in tables.params)]
+    return [torch.optim.Adam(dense, lr=lr, weight_decay=weight_decay), torch.optim.SparseAdam(tables.params, lr=lr)]
+
+
+def _torch_step(model, optimizers, ids, lengths):
+    for opt in optimizers:
+        opt.zero_grad()
+    model(ids, lengths).sum().backward()
+    for opt in optimizers:
+        opt.step()
+
+
+def test_updates_are_torch_adam_and_sparse_adam_step_for_step():
+    ours, theirs = _bow(), _bow()
+    optimizer = Adam(ours, SparseTables(ours, CPU), lr=0.05, weight_decay=0.01)
+    reference = _torch_optimizers(theirs, lr=0.05, weight_decay=0.01)
+    for ids, lengths in BATCHES * 2:
+        _step(ours, optimizer, ids, lengths)
+        _torch_step(theirs, reference, ids, lengths)
+        for (name, a), b in zip(ours.named_parameters(), theirs.parameters()):
+            assert torch.equal(a, b), name
+
+
+def test_optimizer_state_saved_by_the_torch_optimizers_loads_and_continues_the_same():
+    """A checkpoint written before textclf had its own Adam: {"state", "param_groups"} merged from
+    torch's two optimizers, the tables' group flagged sparse."""
+    theirs = _bow()
+    reference = _torch_optimizers(theirs, lr=0.05, weight_decay=0.0)
+    for ids, lengths in BATCHES[:2]:
+        _torch_step(theirs, reference, ids, lengths)
+    dense, sparse = (opt.state_dict() for opt in reference)
+    offset = len(dense["param_groups"][0]["params"])
+    merged = {"state": {**dense["state"], **{i + offset: v for i, v in sparse["state"].items()}},
+              "param_groups": [{**dense["param_groups"][0], "sparse": False},
+                               {**sparse["param_groups"][0], "params": [i + offset for i in sparse["param_groups"][0]["params"]],
+                                "sparse": True}]}
+    ours = _bow(seed=1)
+    ours.load_state_dict(theirs.state_dict())
+    optimizer = Adam(ours, SparseTables(ours, CPU), lr=0.5)  # the saved lr wins, as in torch
+    optimizer.load_state_dict(merged)
+    ids, lengths = BATCHES[2]
+    _step(ours, optimizer, ids, lengths)
+    _torch_step(theirs, reference, ids, lengths)
+    for a, b in zip(ours.parameters(), theirs.parameters()):
+        assert torch.equal(a, b)
 
 
 def test_clip_grad_norm_counts_sparse_gradients():
