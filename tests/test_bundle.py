@@ -86,3 +86,16 @@ def test_a_folder_that_is_not_a_bundle(tmp_path):
         load_bundle(tmp_path)
     with pytest.raises(BundleError, match="no such folder"):
         load_bundle(tmp_path / "nope")
+
+
+def test_checking_a_bundle_leaves_torch_unimported(label_bundles):
+    """The labeling driver checks the bundle before Ray starts and never runs the model: importing
+    torch there would add ~2 s to every labeling command."""
+    import subprocess
+    import sys
+
+    script = ("import sys; from textclf.bundle import read_bundle_meta; "
+              f"print(read_bundle_meta({label_bundles[0]!r})['arch'], 'torch' in sys.modules)")
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.split() == ["bow", "False"]
