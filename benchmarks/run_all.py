@@ -23,13 +23,13 @@ HERE = Path(__file__).resolve().parent
 # cores: labeling stays at 4,000 documents and leaves cnn out (the full 30,000-document comparison
 # takes about 4 minutes for bilstm alone); bow labels ~1,300 docs/s, so the 300,000-document run needs
 # about 4 minutes; training epochs of 3,000 rows (36 steps, 3-4 s) are long enough that per-epoch costs
-# do not hide the per-step ones, and the Ray-overhead pair runs 3 times, alternated. labeling runs
+# do not hide the per-step ones, and the seed-style, no-Ray and 1-worker runs alternate twice. labeling runs
 # before tokenizer, which reuses its wall times.
 STEPS = [
     ("padding", ["--docs", "30000"], ["--docs", "2000"]),
     ("labeling", ["--docs", "4000", "--archs", "bilstm,bow"], ["--docs", "2000", "--archs", "bow"]),
     ("tokenizer", ["--docs", "4000", "--repeats", "3"], ["--docs", "2000", "--repeats", "1"]),
-    ("training", ["--rows", "3000", "--epochs", "4", "--repeats", "3"],
+    ("training", ["--rows", "3000", "--epochs", "4", "--repeats", "2"],
      ["--rows", "512", "--epochs", "2", "--workers", "1"]),
     ("scaling", ["--docs", "30000,300000"], ["--docs", "2000,20000"]),
     ("accuracy", ["--archs", "bow"], ["--archs", ""]),
