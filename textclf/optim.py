@@ -123,7 +123,8 @@ class Adam:
                          weight_decay=saved.get("weight_decay", 0.0))
             for p, index in zip(group["params"], saved["params"]):
                 if index in sd["state"]:
-                    entries, step = sd["state"][index], float(sd["state"][index]["step"])
+                    entries = sd["state"][index]
+                    step = float(entries["step"])
                     self.state[p] = {"step": int(step) if group["sparse"] else torch.tensor(step),
                                      **{k: entries[k].to(p.device, p.dtype, copy=True) for k in ("exp_avg", "exp_avg_sq")}}
 
