@@ -1,10 +1,12 @@
-"""spaCy's rule-based tokenizer (no pipeline, no model download), batched."""
+"""spaCy's rule-based tokenizer (no pipeline, no model download), remembering the tokens of each word."""
 
 from __future__ import annotations
 
 import sys
 from dataclasses import dataclass
-from typing import Iterable, Sequence
+from itertools import chain, filterfalse, islice
+from operator import and_, itemgetter
+from typing import NamedTuple, Sequence
 
 from textclf.errors import ConfigError
 
@@ -12,6 +14,9 @@ from textclf.errors import ConfigError
 # a 5-million-character document from crashing or stalling a batch. Tokens past max_tokens are
 # dropped anyway, so the cut only matters for texts far longer than any model reads.
 DEFAULT_MAX_CHARS = 100_000
+# Distinct whitespace-separated chunks whose tokens a process keeps (about 60 MB); past it, it starts over.
+CHUNK_CACHE_SIZE = 200_000
+_tokens, _heads, _tails = itemgetter(0), itemgetter(1), itemgetter(2)
 
 
 @dataclass(frozen=True)
@@ -26,7 +31,15 @@ class TokenizerConfig:
 
 
 class Tokenizer:
-    """Splits texts into word tokens with `spacy.blank(lang).tokenizer`.
+    """Splits texts into word tokens, exactly as `spacy.blank(lang).tokenizer` does.
+
+    spaCy tokenizes each whitespace-separated chunk of a text on its own (prefixes, suffixes, infixes,
+    special cases), so the tokens of chunks seen before are kept and new ones are tokenized together,
+    once: most words of a corpus repeat, and building a spaCy `Doc` per text was three quarters of
+    tokenizing time. One step of spaCy looks across chunks: special cases made of several tokens (":)",
+    "that's") are matched over the whole text, and a match across whitespace suppresses the ones it
+    overlaps ("[ :)%" keeps ":" and ")" apart). A text in which two neighbouring chunks could begin such
+    a match goes through spaCy whole.
 
     Non-string values must be filtered out by the caller; they are a data error, not a text.
     """
@@ -34,23 +47,121 @@ class Tokenizer:
     def __init__(self, config: TokenizerConfig = TokenizerConfig()) -> None:
         spacy = _import_spacy()
         try:
-            self._nlp = spacy.blank(config.lang)
+            nlp = spacy.blank(config.lang)
         except (ImportError, KeyError) as e:
             raise ConfigError(f"spaCy has no tokenizer for language {config.lang!r}") from e
         self.config = config
+        self._spacy = nlp.tokenizer
+        self._chunks = _ChunkCache(self._spacy)
 
     def __call__(self, text: str) -> list[str]:
         return self.tokenize_batch([text])[0]
 
-    def tokenize_batch(self, texts: Sequence[str], batch_size: int = 1000) -> list[list[str]]:
-        return [[t.text for t in doc if not t.is_space] for doc in self._pipe(texts, batch_size)]
-
-    def _pipe(self, texts: Iterable[str], batch_size: int):
-        return self._nlp.tokenizer.pipe((self._prepare(t) for t in texts), batch_size=batch_size)
+    def tokenize_batch(self, texts: Sequence[str]) -> list[list[str]]:
+        prepared = [self._prepare(t) for t in texts]
+        split = [t.split() for t in prepared]  # str.split splits where spaCy does
+        self._chunks.learn(split)
+        return [self._tokenize(text, chunks) for text, chunks in zip(prepared, split)]
 
     def _prepare(self, text: str) -> str:
         text = text[: self.config.max_chars]
         return text.lower() if self.config.lowercase else text
+
+    def _tokenize(self, text: str, chunks: list[str]) -> list[str]:
+        known = list(map(self._chunks.__getitem__, chunks))
+        if any(map(and_, map(_tails, known), map(_heads, islice(known, 1, None)))):
+            return [t.text for t in self._spacy(text) if not t.is_space]
+        return list(chain.from_iterable(map(_tokens, known)))
+
+
+class _Chunk(NamedTuple):
+    tokens: tuple[str, ...]
+    # Bit k is set where the chunk may begin (heads) or end (tails) with the second or first token of
+    # the k-th pair of neighbours in a special case, as spaCy's special-case matcher sees its tokens: so
+    # `before.tails & after.heads` is non-zero where a special case may span the whitespace between.
+    heads: int
+    tails: int
+
+
+class _ChunkCache(dict):
+    """chunk -> _Chunk."""
+
+    def __init__(self, spacy_tokenizer) -> None:
+        super().__init__()
+        self._spacy = spacy_tokenizer
+        self._affixes_only = _affix_tokenizer(spacy_tokenizer)
+        self._rules = _MatchedSpecialCases(spacy_tokenizer, self._affixes_only)
+
+    def learn(self, texts: list[list[str]]) -> None:
+        """Tokenize the chunks of `texts` not known yet, together."""
+        new = set(filterfalse(self.__contains__, chain.from_iterable(texts)))
+        if len(self) + len(new) > CHUNK_CACHE_SIZE:
+            self.clear()
+            new = set(chain.from_iterable(texts))
+        if not new:
+            return
+        new = list(new)
+        rules = self._rules
+        tokenized = _tokenize_apart(self._spacy, new)
+        heads = [rules.head_bits.get(tokens[0], 0) for tokens in tokenized]
+        tails = [rules.tail_bits.get(tokens[-1], 0) for tokens in tokenized]
+        # Where a special case may have been applied at an edge after matching, the matcher saw that
+        # edge as the affix rules split it.
+        edited = [i for i, tokens in enumerate(tokenized) if tokens[0] in rules.first_pieces
+                  or tokens[-1] in rules.last_pieces]
+        for i, tokens in zip(edited, _tokenize_apart(self._affixes_only, [new[i] for i in edited])):
+            heads[i] |= rules.head_bits.get(tokens[0], 0)
+            tails[i] |= rules.tail_bits.get(tokens[-1], 0)
+        self.update(zip(new, map(_Chunk, tokenized, heads, tails)))
+
+
+def _tokenize_apart(spacy_tokenizer, chunks: list[str]) -> list[tuple[str, ...]]:
+    """Each chunk's tokens, from one spaCy call: a newline between chunks is a whitespace token of
+    its own, in no special case, so no chunk's tokens depend on its neighbours."""
+    if not chunks:
+        return []
+    pieces: list[tuple[str, ...]] = []
+    tokens: list[str] = []
+    for token in spacy_tokenizer("\n".join(chunks)):
+        if token.is_space:
+            pieces.append(tuple(tokens))
+            tokens = []
+        else:
+            tokens.append(token.text)
+    pieces.append(tuple(tokens))
+    assert len(pieces) == len(chunks)
+    return pieces
+
+
+class _MatchedSpecialCases:
+    """The special cases that spaCy's matcher finds over a whole text (it applies the others to a
+    whole chunk only), as bits per token for _Chunk.heads and _Chunk.tails: the matcher sees a special
+    case as its string split by the affix rules alone, and the pairs of neighbours come from there."""
+
+    def __init__(self, spacy_tokenizer, affixes_only) -> None:
+        from spacy.attrs import ORTH, intify_attrs
+
+        t = spacy_tokenizer
+        matched = {case: [token.text for token in affixes_only(case)] for case in t.rules
+                   if not t.faster_heuristics or t.find_prefix(case) or t.find_suffix(case) or t.find_infix(case)
+                   or " " in case}
+        pairs = sorted({pair for tokens in matched.values() for pair in zip(tokens, tokens[1:])})
+        self.head_bits: dict[str, int] = {}
+        self.tail_bits: dict[str, int] = {}
+        for k, (first, second) in enumerate(pairs):
+            self.tail_bits[first] = self.tail_bits.get(first, 0) | 1 << k
+            self.head_bits[second] = self.head_bits.get(second, 0) | 1 << k
+        pieces = [[intify_attrs(piece, _do_deprecated=True)[ORTH] for piece in t.rules[case]] for case in matched]
+        self.first_pieces = {p[0] for p in pieces}
+        self.last_pieces = {p[-1] for p in pieces}
+
+
+def _affix_tokenizer(t):
+    """A spaCy tokenizer with `t`'s affix rules and no special cases."""
+    from spacy.tokenizer import Tokenizer as SpacyTokenizer
+
+    return SpacyTokenizer(t.vocab, rules={}, prefix_search=t.prefix_search, suffix_search=t.suffix_search,
+                          infix_finditer=t.infix_finditer, token_match=t.token_match, url_match=t.url_match)
 
 
 def _import_spacy():
