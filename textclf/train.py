@@ -9,7 +9,6 @@ import shutil
 import sys
 import threading
 import time
-from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -105,18 +104,11 @@ def train(config: TrainConfig, train_path: str, validation_path: str | None, out
                                                                   **worker_env().get("env_vars", {})}}),
         )
         result = _fit(trainer)
-        # Written while Ray shuts down (about 1.5 s of waiting for its processes to end one by one).
-        bundle = _in_background(_write_bundle, result, config, data, model_config, coverage, out_dir,
-                                storage_path, time.monotonic() - started)
-    return bundle.result()
-
-
-def _in_background(fn, *args) -> Future:
-    pool = ThreadPoolExecutor(1, thread_name_prefix=fn.__name__)
-    try:
-        return pool.submit(fn, *args)
-    finally:
-        pool.shutdown(wait=False)
+        # Written before Ray shuts down, not beside it: any Python code that runs while ray.shutdown
+        # tears down the core worker can end the process (exit 1, "The core worker has already been
+        # shutdown"), which a CI run once hit when the bundle was written in a thread meanwhile.
+        return _write_bundle(result, config, data, model_config, coverage, out_dir, storage_path,
+                             time.monotonic() - started)
 
 
 def _import_torch_meanwhile() -> None:
