@@ -93,6 +93,22 @@ def test_tokens_in_padding_are_never_seen(name, options):
         torch.testing.assert_close(model(garbage, lengths), model(ids, lengths), atol=0, rtol=0)
 
 
+@pytest.mark.parametrize("padding_rows_zero", [True, False])
+def test_bow_scoring_leaves_padding_out_whatever_row_0_holds(padding_rows_zero):
+    # without gradients bow sums padding rows too where they are zero (training keeps them so), and
+    # must score exactly as the padding-skipping path; a non-zero row 0 must still never count
+    model = perturbed_model("bow")
+    if padding_rows_zero:
+        with torch.no_grad():
+            for table in model.sparse_tables():
+                table.weight[0].zero_()
+    ids, lengths = random_batch([8, 2, 5, 1], width=12)
+    with torch.no_grad():
+        scored = model(ids, lengths)
+    skipping = model(ids, lengths).detach()  # with gradients: the modules' own padding_idx path
+    torch.testing.assert_close(scored, skipping, atol=1e-6, rtol=1e-6)
+
+
 @pytest.mark.parametrize("name", ["bilstm", "cnn", "bow", "mlp"])
 def test_one_step_lowers_loss_and_reaches_every_parameter(name):
     model = small_model(name, num_classes=3)

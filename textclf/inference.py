@@ -13,6 +13,7 @@ import torch
 
 from textclf.batching import BatchingConfig, PaddingStats, bucket_batches, pad_batch
 from textclf.bundle import Bundle, load_bundle
+from textclf.encoding import TextEncoder
 from textclf.precision import autocast, compute_dtype
 from textclf.tokenizer import Tokenizer
 
@@ -35,7 +36,7 @@ class Predictor:
         self.dtype = compute_dtype(precision, self.device)  # before loading: a bad value fails fast
         self.bundle = bundle if isinstance(bundle, Bundle) else load_bundle(bundle, self.device)
         self.bundle.model.to(self.device).eval()
-        self.tokenizer = Tokenizer(self.bundle.tokenizer)
+        self.encoder = TextEncoder(Tokenizer(self.bundle.tokenizer), self.bundle.vocab, self.bundle.max_tokens)
         self.batching = inference_batching(self.device.type, batch_tokens)
         self.padding = PaddingStats()
 
@@ -44,8 +45,8 @@ class Predictor:
         return self.bundle.labels
 
     def encode(self, texts: Sequence[str]) -> list[np.ndarray]:
-        tokens = self.tokenizer.tokenize_batch(texts)
-        return self.bundle.vocab.encode_batch(tokens, self.bundle.max_tokens)
+        lengths, ids = self.encoder.encode_batch(texts)
+        return np.split(ids, np.cumsum(lengths)[:-1]) if len(texts) else []
 
     def predict_proba(self, texts: Sequence[str]) -> np.ndarray:
         return self.predict_encoded(self.encode(texts))

@@ -21,7 +21,7 @@ import pyarrow as pa
 
 from textclf.batching import PaddingStats
 from textclf.bundle import read_bundle_meta
-from textclf.encoding import cached_tokenizer, ids_column, list_arrays
+from textclf.encoding import TextEncoder, cached_tokenizer, list_arrays
 from textclf.errors import DataError
 from textclf.faults import fire_limited
 from textclf.tokenizer import TokenizerConfig
@@ -34,9 +34,10 @@ STATS = ("_real_tokens", "_padded_tokens", "_rows", "_node")
 
 
 @functools.lru_cache(maxsize=2)
-def _bundle_encoder(model_dir: str) -> tuple[TokenizerConfig, Vocab, int]:
+def _bundle_encoder(model_dir: str) -> TextEncoder:
     meta = read_bundle_meta(model_dir, verify_weights=False)  # encoding needs the JSON, not the weights
-    return TokenizerConfig(**meta["tokenizer"]), Vocab(meta["vocab"]), int(meta["max_tokens"])
+    tokenizer = cached_tokenizer(TokenizerConfig(**meta["tokenizer"]))
+    return TextEncoder(tokenizer, Vocab(meta["vocab"]), int(meta["max_tokens"]))
 
 
 def check_texts(batch: pa.Table, text_column: str) -> pa.Table:
@@ -54,15 +55,14 @@ def encode_texts(batch: pa.Table, model_dir: str, text_column: str = "text") -> 
     """Replace the text column with `_ids` (list<int32>) and `error` (null when encodable)."""
     if "error" not in batch.column_names:  # not checked where it was read
         batch = check_texts(batch, text_column)
-    tokenizer_config, vocab, max_tokens = _bundle_encoder(model_dir)
-    texts, errors = batch.column(text_column).to_pylist(), batch.column("error").to_pylist()
-    rows = [i for i, e in enumerate(errors) if e is None]
-    tokens = cached_tokenizer(tokenizer_config).tokenize_batch([texts[i] for i in rows])
-    sequences = [np.zeros(0, np.int32)] * batch.num_rows
-    for i, encoded in zip(rows, vocab.encode_batch(tokens, max_tokens)):
-        sequences[i] = encoded
-    ids = batch.column_names.index(text_column)
-    return batch.set_column(ids, "_ids", ids_column(sequences))
+    ok = batch.column("error").is_null()
+    texts = batch.column(text_column).filter(ok).to_pylist()
+    text_lengths, ids = _bundle_encoder(model_dir).encode_batch(texts)
+    lengths = np.zeros(batch.num_rows, np.int64)  # rows with an error get no ids
+    lengths[ok.to_numpy(zero_copy_only=False)] = text_lengths
+    offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int32)
+    column = pa.ListArray.from_arrays(pa.array(offsets), pa.array(ids, pa.int32()))
+    return batch.set_column(batch.column_names.index(text_column), "_ids", column)
 
 
 class BatchLabeler:

@@ -59,9 +59,23 @@ class Tokenizer:
 
     def tokenize_batch(self, texts: Sequence[str]) -> list[list[str]]:
         prepared = [self._prepare(t) for t in texts]
-        split = [t.split() for t in prepared]  # str.split splits where spaCy does
+        split = [t.split() for t in prepared]
         self._chunks.learn(split)
         return [self._tokenize(text, chunks) for text, chunks in zip(prepared, split)]
+
+    def split_batch(self, texts: Sequence[str]) -> list[list[str]]:
+        """Each text's whitespace-separated chunks, cut and lowercased as configured (str.split splits
+        where spaCy does). Their tokens come from `chunks`, unless two neighbours meet in a special case
+        (`before.tails & after.heads`): that text takes `tokenize_whole`."""
+        return [self._prepare(t).split() for t in texts]
+
+    def chunks(self, chunks: Sequence[str]) -> list[Chunk]:
+        """The Chunk of each of `chunks`, tokenizing the new ones together."""
+        self._chunks.learn([chunks])
+        return list(map(self._chunks.__getitem__, chunks))
+
+    def tokenize_whole(self, text: str) -> list[str]:
+        return [t.text for t in self._spacy(self._prepare(text)) if not t.is_space]
 
     def _prepare(self, text: str) -> str:
         text = text[: self.config.max_chars]
@@ -74,7 +88,7 @@ class Tokenizer:
         return list(chain.from_iterable(map(_tokens, known)))
 
 
-class _Chunk(NamedTuple):
+class Chunk(NamedTuple):
     tokens: tuple[str, ...]
     # Bit k is set where the chunk may begin (heads) or end (tails) with the second or first token of
     # the k-th pair of neighbours in a special case, as spaCy's special-case matcher sees its tokens: so
@@ -84,7 +98,7 @@ class _Chunk(NamedTuple):
 
 
 class _ChunkCache(dict):
-    """chunk -> _Chunk."""
+    """chunk -> Chunk."""
 
     def __init__(self, spacy_tokenizer) -> None:
         super().__init__()
@@ -112,7 +126,7 @@ class _ChunkCache(dict):
         for i, tokens in zip(edited, _tokenize_apart(self._affixes_only, [new[i] for i in edited])):
             heads[i] |= rules.head_bits.get(tokens[0], 0)
             tails[i] |= rules.tail_bits.get(tokens[-1], 0)
-        self.update(zip(new, map(_Chunk, tokenized, heads, tails)))
+        self.update(zip(new, map(Chunk, tokenized, heads, tails)))
 
 
 def _tokenize_apart(spacy_tokenizer, chunks: list[str]) -> list[tuple[str, ...]]:
@@ -135,7 +149,7 @@ def _tokenize_apart(spacy_tokenizer, chunks: list[str]) -> list[tuple[str, ...]]
 
 class _MatchedSpecialCases:
     """The special cases that spaCy's matcher finds over a whole text (it applies the others to a
-    whole chunk only), as bits per token for _Chunk.heads and _Chunk.tails: the matcher sees a special
+    whole chunk only), as bits per token for Chunk.heads and Chunk.tails: the matcher sees a special
     case as its string split by the affix rules alone, and the pairs of neighbours come from there."""
 
     def __init__(self, spacy_tokenizer, affixes_only) -> None:

@@ -80,11 +80,20 @@ class FastText(TextClassifier):
         if ids.size(1) < 2:  # keep the bigram table in every step's graph (DDP needs that)
             ids = F.pad(ids, (0, 1))
         ids, valid = mask_padding(ids, lengths)
-        total = self.embedding(ids)
+        total = _bag(self.embedding, ids)
         count = (ids != 0).sum(dim=1)
         if self.bigram_embedding is not None:
             bigrams = self.bigram_ids(ids, valid)
-            total = total + self.bigram_embedding(bigrams)
+            total = total + _bag(self.bigram_embedding, bigrams)
             count = count + (bigrams != 0).sum(dim=1)
         mean = total / count.clamp(min=1).unsqueeze(1).to(total.dtype)
         return self.fc(self.dropout(mean))
+
+
+def _bag(table: nn.EmbeddingBag, ids: torch.Tensor) -> torch.Tensor:
+    """Sum of the rows of `ids`, row 0 (padding) left out. Leaving it out by padding_idx takes CPU
+    embedding_bag off its fast kernel (about 100 instead of 16 ns a row from a 1M-row table); when
+    row 0 is zero, as training keeps it, adding it changes no sum, so scoring adds it."""
+    if not torch.is_grad_enabled() and not table.weight[0].any():
+        return F.embedding_bag(ids, table.weight, mode="sum")
+    return table(ids)
