@@ -94,19 +94,37 @@ def test_tokens_in_padding_are_never_seen(name, options):
 
 
 @pytest.mark.parametrize("padding_rows_zero", [True, False])
-def test_bow_scoring_leaves_padding_out_whatever_row_0_holds(padding_rows_zero):
-    # without gradients bow sums padding rows too where they are zero (training keeps them so), and
-    # must score exactly as the padding-skipping path; a non-zero row 0 must still never count
+@pytest.mark.parametrize("sparse", [True, False])
+def test_bow_sums_leave_padding_out_on_every_path(padding_rows_zero, sparse, monkeypatch):
+    # bow's own sums (padding rows added where zero when scoring, padding dropped from flat ids when
+    # training) must give the outputs and gradients of the tables' padding_idx, whatever row 0 holds
+    import textclf.models.bow as bow
+
     model = perturbed_model("bow")
-    if padding_rows_zero:
-        with torch.no_grad():
-            for table in model.sparse_tables():
+    tables = model.sparse_tables()
+    for table in tables:
+        table.sparse = sparse
+        if padding_rows_zero:
+            with torch.no_grad():
                 table.weight[0].zero_()
     ids, lengths = random_batch([8, 2, 5, 1], width=12)
+
+    def outputs_and_gradients():
+        model.zero_grad(set_to_none=True)
+        out = model(ids, lengths)
+        out.pow(2).sum().backward()
+        return out.detach(), [table.weight.grad.to_dense() for table in tables]
+
     with torch.no_grad():
         scored = model(ids, lengths)
-    skipping = model(ids, lengths).detach()  # with gradients: the modules' own padding_idx path
-    torch.testing.assert_close(scored, skipping, atol=1e-6, rtol=1e-6)
+    trained, gradients = outputs_and_gradients()
+    monkeypatch.setattr(bow, "_bag", lambda table, ids: table(ids))
+    reference, reference_gradients = outputs_and_gradients()
+    torch.testing.assert_close(scored, reference, atol=1e-6, rtol=1e-6)
+    torch.testing.assert_close(trained, reference, atol=1e-6, rtol=1e-6)
+    for got, expected in zip(gradients, reference_gradients):
+        assert not got[0].any()  # row 0 never learns
+        torch.testing.assert_close(got, expected, atol=1e-6, rtol=1e-6)
 
 
 @pytest.mark.parametrize("name", ["bilstm", "cnn", "bow", "mlp"])
