@@ -75,7 +75,10 @@ class Tokenizer:
         return list(map(self._chunks.__getitem__, chunks))
 
     def tokenize_whole(self, text: str) -> list[str]:
-        return [t.text for t in self._spacy(self._prepare(text)) if not t.is_space]
+        return self._spacy_tokens(self._prepare(text))
+
+    def _spacy_tokens(self, prepared: str) -> list[str]:
+        return [t.text for t in self._spacy(prepared) if not t.is_space]
 
     def _prepare(self, text: str) -> str:
         text = text[: self.config.max_chars]
@@ -84,7 +87,7 @@ class Tokenizer:
     def _tokenize(self, text: str, chunks: list[str]) -> list[str]:
         known = list(map(self._chunks.__getitem__, chunks))
         if any(map(and_, map(_tails, known), map(_heads, islice(known, 1, None)))):
-            return [t.text for t in self._spacy(text) if not t.is_space]
+            return self._spacy_tokens(text)
         return list(chain.from_iterable(map(_tokens, known)))
 
 

@@ -90,8 +90,6 @@ class FastText(TextClassifier):
         return self.fc(self.dropout(mean))
 
 
-
-
 def _bag(table: nn.EmbeddingBag, ids: torch.Tensor) -> torch.Tensor:
     """Per row, the sum of the table rows of its non-zero ids, as `table(ids)` with padding_idx=0
     computes it. Leaving padding out by padding_idx takes CPU embedding_bag off its fast kernel (about
