@@ -13,9 +13,8 @@ import torch
 
 from textclf.batching import BatchingConfig, PaddingStats, bucket_batches, pad_batch
 from textclf.bundle import Bundle, load_bundle
-from textclf.encoding import TextEncoder
+from textclf.encoding import TextEncoder, cached_tokenizer
 from textclf.precision import autocast, compute_dtype
-from textclf.tokenizer import Tokenizer
 
 
 def inference_batching(device_type: str = "cpu", batch_tokens: int | None = None) -> BatchingConfig:
@@ -36,7 +35,8 @@ class Predictor:
         self.dtype = compute_dtype(precision, self.device)  # before loading: a bad value fails fast
         self.bundle = bundle if isinstance(bundle, Bundle) else load_bundle(bundle, self.device)
         self.bundle.model.to(self.device).eval()
-        self.encoder = TextEncoder(Tokenizer(self.bundle.tokenizer), self.bundle.vocab, self.bundle.max_tokens)
+        # the process's tokenizer: a labeling actor's batches are encoded with it too (encode_texts)
+        self.encoder = TextEncoder(cached_tokenizer(self.bundle.tokenizer), self.bundle.vocab, self.bundle.max_tokens)
         self.batching = inference_batching(self.device.type, batch_tokens)
         self.padding = PaddingStats()
 
