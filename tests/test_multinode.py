@@ -1,5 +1,5 @@
 """Two Ray nodes on one machine (ray.cluster_utils.Cluster, loopback, token auth): training runs one
-DDP worker per node and labeling spreads its actors over both nodes, with the results of one node.
+DDP worker per node and labeling runs its actors on the cluster's nodes, with the results of one node.
 
 The nodes live in a helper process (this file run as a script), so the test process's own Ray
 state (the session's local Ray) and environment stay untouched; the jobs join with `--address`.
@@ -151,15 +151,19 @@ def test_two_nodes_train_and_label_like_one_node(two_nodes, ray_local, tiny_corp
     assert agree >= 0.97, agree
 
     # labeling: a worker node with 2 CPUs replaces the 1-CPU one, so the two inference actors (one CPU
-    # each) leave a CPU for reading and tokenizing; Ray Data spreads the actors over the nodes
+    # each) leave a CPU for reading and tokenizing
     node_ids = set(two_nodes.ask("resize", 2)["nodes"])
     corpus = tmp_path / "label-in"
     write_split(corpus, synthetic_rows(LABEL_ROWS, seed=5), files=3)
     labeled = tmp_path / "labeled-2n"
     _, label_s = _run(["jobs/label.py", str(bundle), str(corpus), str(labeled), "--concurrency", "2",
                        "--address", address], two_nodes.env)
+    # both actors were asked for; Ray Data starts with the first one ready, and on an input this small
+    # the other may still wait for a CPU (reading tasks hold them) when the work is done: a CI run saw
+    # one never placed. Those placed are on this cluster's nodes.
     actors = two_nodes.ask("actors", LABEL_ACTOR)["actors"]
-    assert {a["node_id"] for a in actors} == node_ids, actors
+    placed = {a["node_id"] for a in actors if a["node_id"]}
+    assert len(actors) == 2 and placed and placed <= node_ids, actors
     # which actor gets each batch is Ray Data's choice (locality first): the figure is reported, and
     # every row was labeled by an actor of this cluster
     rows_per_node = json.loads((labeled / "_manifest.json").read_text())["rows_per_node"]
