@@ -19,12 +19,12 @@ MAX_SNIPPETS = 8
 
 def build_corpus(out: Path, docs: int = 30_000, seed: int = 0) -> Path:
     """Write the corpus under `out` (skipped when it is already there) and return `out`."""
-    from textclf.corpus import rotten_tomatoes_frame
+    from textclf.data.corpus import corpus_frame
 
     done = out / "_COMPLETE"
     if done.exists():
         return out
-    snippets = rotten_tomatoes_frame().text.to_numpy(dtype=object)
+    snippets = corpus_frame("rotten-tomatoes").text.to_numpy(dtype=object)
     rng = np.random.default_rng(seed)
     counts = rng.integers(1, MAX_SNIPPETS + 1, size=docs)  # uniform: lengths spread over 8x
     picks = rng.integers(0, len(snippets), size=int(counts.sum()))

@@ -108,7 +108,7 @@ def sample_texts(corpus: Path, docs: int) -> list[str]:
 def encoded_sample(bundle: Path, texts: list[str]) -> tuple[list, float]:
     """The texts' ids, and the documents/s one core tokenized and encoded them at, starting cold as an
     encoding task does."""
-    from textclf.inference import Predictor
+    from textclf.inference.predictor import Predictor
 
     predictor = Predictor(str(bundle), device="cpu", precision="fp32")
     started = time.perf_counter()
@@ -118,7 +118,7 @@ def encoded_sample(bundle: Path, texts: list[str]) -> tuple[list, float]:
 
 def model_rate(bundle: Path, sequences: list, precision: str, gpu: bool) -> float:
     """Documents/s of the model alone in one process, on ids encoded beforehand."""
-    from textclf.inference import Predictor
+    from textclf.inference.predictor import Predictor
 
     predictor = Predictor(str(bundle), device="cuda" if gpu else "cpu", precision=precision)
     predictor.predict_encoded(sequences[:2000])  # warm-up: CUDA context, kernels, allocator

@@ -21,11 +21,11 @@ WORK = REPO / "runs" / "bench"  # gitignored: corpora, bundles and labeled outpu
 TEXTCLF = str(Path(sys.executable).with_name("textclf"))
 
 
-def prepared_data(work: Path = WORK) -> Path:
-    """The rotten-tomatoes splits, prepared once with `textclf prepare`."""
-    data = work / "data"
+def prepared_data(work: Path = WORK, corpus: str = "rotten-tomatoes") -> Path:
+    """The splits of a built-in corpus, prepared once with `textclf prepare`."""
+    data = work / ("data" if corpus == "rotten-tomatoes" else f"data-{corpus}")
     if not (data / "test").is_dir():
-        subprocess.run([TEXTCLF, "prepare", "rotten-tomatoes", str(data), "--overwrite"], check=True,
+        subprocess.run([TEXTCLF, "prepare", corpus, str(data), "--overwrite"], check=True,
                        stdout=subprocess.DEVNULL)
     return data
 

@@ -90,7 +90,7 @@ def main() -> None:
                         help="skip textclf's extra --precision fp32 runs on a CPU with native bf16")
     args = parser.parse_args()
 
-    from textclf.precision import native_bf16_cpu
+    from textclf.runtime.precision import native_bf16_cpu
 
     corpus = corpus_dir(args.work, args.docs)
     archs = args.archs.split(",")

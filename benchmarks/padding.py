@@ -4,7 +4,7 @@ the seed's 64-row batches in file order, on rotten-tomatoes train and on the mix
     python benchmarks/padding.py [--docs 30000]
 
 No model runs: texts are tokenized with textclf's tokenizer and cut into batches with
-textclf.batching exactly as the training loop and the labeling actors configure it.
+textclf.text.batching exactly as the training loop and the labeling actors configure it.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ SEED_ROWS = seed_style.BATCH_ROWS
 
 
 def efficiency(lengths: np.ndarray, batches: Iterable[np.ndarray]) -> float:
-    from textclf.batching import PaddingStats
+    from textclf.text.batching import PaddingStats
 
     stats = PaddingStats()
     for rows in batches:
@@ -39,9 +39,9 @@ def file_order(count: int, rows: int = SEED_ROWS) -> Iterable[np.ndarray]:
 def training_batches(lengths: np.ndarray, seed: int = 0) -> Iterable[np.ndarray]:
     """As the training loop makes them: windows of rows, shuffled, sorted by length, cut under the
     token budget (one worker's view of one epoch)."""
-    from textclf.batching import BatchingConfig, bucket_batches
-    from textclf.config import TrainConfig
-    from textclf.train_loop import WINDOW_ROWS
+    from textclf.text.batching import BatchingConfig, bucket_batches
+    from textclf.training.config import TrainConfig
+    from textclf.training.loop import WINDOW_ROWS
 
     config = TrainConfig()
     batching = BatchingConfig(config.batch_tokens, config.max_batch_rows, WINDOW_ROWS)
@@ -56,9 +56,9 @@ def training_batches(lengths: np.ndarray, seed: int = 0) -> Iterable[np.ndarray]
 def labeling_batches(lengths: np.ndarray) -> Iterable[np.ndarray]:
     """As the labeling actors make them: each inference call's rows sorted by length and cut under
     the inference token budget (equal calls of consecutive rows, one actor per core as local Ray runs)."""
-    from textclf.batching import bucket_batches
-    from textclf.inference import INFERENCE_BATCHING
-    from textclf.label import call_rows
+    from textclf.text.batching import bucket_batches
+    from textclf.inference.predictor import INFERENCE_BATCHING
+    from textclf.labeling.pipeline import call_rows
 
     size = call_rows(len(lengths), os.cpu_count() or 1)
     for start in range(0, len(lengths), size):
@@ -69,8 +69,8 @@ def labeling_batches(lengths: np.ndarray) -> Iterable[np.ndarray]:
 
 def token_lengths(texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
     """(textclf's, the seed's) token counts per text, both cut at textclf's max_tokens and at least 1."""
-    from textclf.config import TrainConfig
-    from textclf.tokenizer import Tokenizer
+    from textclf.training.config import TrainConfig
+    from textclf.text.tokenizer import Tokenizer
 
     cap = TrainConfig().max_tokens
     ours = np.array([len(t) for t in Tokenizer().tokenize_batch(texts)])

@@ -1,6 +1,6 @@
 """Tokenizer cost: words/s on one core over the mixed-length corpus of textclf's tokenizer (spaCy's rules,
 each word's tokens remembered), of spaCy's tokenizer making a Doc per text, of the whole per-row
-encoding to ids that labeling runs (textclf.labeler.encode_texts) and of the seed's regex; the
+encoding to ids that labeling runs (textclf.labeling.labeler.encode_texts) and of the seed's regex; the
 same on rotten-tomatoes' train split, whose texts do not repeat; and the share of `textclf label`'s
 wall time that this encoding takes.
 
@@ -61,9 +61,9 @@ def main() -> None:
     parser.add_argument("--work", type=Path, default=WORK, help="cache folder (default runs/bench)")
     args = parser.parse_args()
 
-    from textclf.encoding import cached_tokenizer
-    from textclf.labeler import _bundle_encoder, encode_texts
-    from textclf.tokenizer import Tokenizer, _import_spacy
+    from textclf.text.encoding import cached_tokenizer
+    from textclf.labeling.labeler import _bundle_encoder, encode_texts
+    from textclf.text.tokenizer import Tokenizer, _import_spacy
 
     corpus = corpus_dir(args.work, args.docs)
     table_in = pq.read_table(corpus, columns=["id", "text"])
@@ -88,7 +88,7 @@ def main() -> None:
                      lambda t: [[w.text for w in t(x.lower()) if not w.is_space] for x in corpus], args.repeats)
 
     ours = "textclf tokenizer (spaCy's rules, words remembered)"
-    encoding = "labeling's encoding (textclf.labeler.encode_texts: checks, tokens, ids)"
+    encoding = "labeling's encoding (textclf.labeling.labeler.encode_texts: checks, tokens, ids)"
     seconds = {
         ours: textclf_tokenizer(texts),
         "spaCy's tokenizer, a Doc per text": spacy_docs(texts),

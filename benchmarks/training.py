@@ -69,7 +69,7 @@ def run_seed(arch: str, train: Path, epochs: int) -> dict:
 def run_without_ray(arch: str, train: Path, epochs: int, threads: int) -> dict:
     """textclf's own epoch loop in a process of its own, set up as a training worker is (its malloc
     settings are read at process start): `--loop-without-ray` runs `loop_without_ray` there."""
-    from textclf.train import worker_malloc_env
+    from textclf.training.driver import worker_malloc_env
 
     done = subprocess.run([sys.executable, __file__, "--loop-without-ray", "--arch", arch, "--epochs", str(epochs),
                            "--threads", str(threads), "--train-file", str(train)],
@@ -82,13 +82,13 @@ def loop_without_ray(arch: str, train: Path, epochs: int, threads: int, seed: in
     an in-memory table encoded by textclf's own functions, with the threads one worker would get."""
     import torch
 
-    from textclf.batching import BatchingConfig
-    from textclf.config import TrainConfig
-    from textclf.encoding import count_table, encode_table, tokenize_table
+    from textclf.text.batching import BatchingConfig
+    from textclf.training.config import TrainConfig
+    from textclf.text.encoding import count_table, encode_table, tokenize_table
     from textclf.models import create_model
-    from textclf.optim import Adam, SparseTables
-    from textclf.train_loop import WINDOW_ROWS, _Loop
-    from textclf.vocab import Vocab, VocabConfig
+    from textclf.training.optim import Adam, SparseTables
+    from textclf.training.loop import WINDOW_ROWS, _Loop
+    from textclf.text.vocab import Vocab, VocabConfig
 
     started = time.monotonic()
     config = TrainConfig(arch=arch, epochs=epochs, seed=seed)

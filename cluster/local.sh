@@ -69,7 +69,7 @@ up() {
     [[ -n ${NUM_CPUS:-} ]] && cpus=(--num-cpus "$NUM_CPUS")
     # PATH: job entrypoints run `python`, which must be this venv's (textclf's dependencies).
     # RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0: without it Ray swaps 127.0.0.1 for the machine's external
-    # IP and binds GCS, raylet and workers on every interface (see textclf/raysession.py).
+    # IP and binds GCS, raylet and workers on every interface (see textclf/runtime/ray_session.py).
     # RAY_API_SERVER_ADDRESS: Ray Train's state-API calls go to this head even when other Ray
     # instances run on the machine. Drain timeout 0: a local head has nothing to drain on `down`.
     # setsid + nohup: the head outlives the shell (or make) that started it.

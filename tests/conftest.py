@@ -33,6 +33,27 @@ def synthetic_rows(n: int, seed: int = 0, classes: int = 2) -> list[dict]:
     return rows
 
 
+def multiclass_rows(n: int, classes: int = 12, seed: int = 0) -> list[dict]:
+    """A many-class corpus of a few hundred short rows per class at most, imbalanced (the largest class
+    about 4x the smallest): each class has four cue words, a row holds one or two of its own and, one
+    time in three, one of another class's, among filler words."""
+    rng = random.Random(seed)
+    cues = [[f"{topic}{i}" for i in range(4)] for topic in ("alpha", "bravo", "charlie", "delta", "echo", "foxtrot",
+                                                          "golf", "hotel", "india", "juliet", "kilo", "lima",
+                                                          "mike", "november")[:classes]]
+    weights = [4 ** (-k / (classes - 1)) for k in range(classes)]
+    rows = []
+    for i in range(n):
+        k = rng.choices(range(classes), weights)[0]
+        words = [rng.choice(cues[k]) for _ in range(rng.randint(1, 2))]
+        if rng.random() < 1 / 3:
+            words.append(rng.choice(cues[rng.randrange(classes)]))
+        words += [rng.choice(NEUTRAL) for _ in range(rng.randint(3, 20))]
+        rng.shuffle(words)
+        rows.append({"id": f"m{i}", "text": " ".join(words) + ".", "label": f"class-{k:02d}"})
+    return rows
+
+
 def write_split(directory: Path, rows: list[dict], files: int = 1) -> Path:
     directory.mkdir(parents=True, exist_ok=True)
     per = -(-len(rows) // files)
@@ -52,14 +73,24 @@ def tiny_corpus(tmp_path_factory) -> Path:
     return root
 
 
+@pytest.fixture(scope="session")
+def multiclass_corpus(tmp_path_factory) -> Path:
+    """train / validation / test folders of a 12-class, imbalanced synthetic corpus."""
+    root = tmp_path_factory.mktemp("multiclass")
+    write_split(root / "train", multiclass_rows(2400, seed=1))
+    write_split(root / "validation", multiclass_rows(400, seed=2))
+    write_split(root / "test", multiclass_rows(400, seed=3))
+    return root
+
+
 def make_label_bundle(path: Path, seed: int) -> str:
     """A small random `bow` bundle: labeling tests need a model, not a trained one."""
     import torch
 
     from textclf.bundle import save_bundle
     from textclf.models import create_model
-    from textclf.tokenizer import TokenizerConfig
-    from textclf.vocab import Vocab
+    from textclf.text.tokenizer import TokenizerConfig
+    from textclf.text.vocab import Vocab
 
     torch.manual_seed(seed)
     vocab = Vocab(["<pad>", "<unk>", "good", "bad", "film", "plot", "great", "dull"])
@@ -143,7 +174,7 @@ def ray_local():
     """One local Ray instance (loopback only) shared by every Ray test."""
     import ray
 
-    from textclf.raysession import ray_session
+    from textclf.runtime.ray_session import ray_session
 
     with ray_session(num_cpus=3):
         yield ray

@@ -6,10 +6,10 @@ import torch
 
 from textclf.bundle import load_bundle, save_bundle
 from textclf.errors import BundleError
-from textclf.inference import Predictor
+from textclf.inference.predictor import Predictor
 from textclf.models import create_model
-from textclf.tokenizer import TokenizerConfig
-from textclf.vocab import Vocab
+from textclf.text.tokenizer import TokenizerConfig
+from textclf.text.vocab import Vocab
 
 TEXTS = ["A great and moving film.", "Dull, boring, awful.", "", "the plot " * 400]
 
@@ -99,3 +99,18 @@ def test_checking_a_bundle_leaves_torch_unimported(label_bundles):
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr[-2000:]
     assert result.stdout.split() == ["bow", "False"]
+
+
+def test_weights_are_as_readable_as_the_metadata(tmp_path):
+    import os
+    import stat
+
+    old = os.umask(0o022)
+    try:
+        model = create_model("mlp", vocab_size=4, num_classes=2)
+        directory = save_bundle(tmp_path / "b", model, "mlp", Vocab(["<pad>", "<unk>", "a", "b"]), ["x", "y"],
+                                TokenizerConfig(), 16)
+    finally:
+        os.umask(old)
+    modes = {name: stat.S_IMODE(os.stat(directory / name).st_mode) for name in ("model.safetensors", "model.json")}
+    assert modes == {"model.safetensors": 0o644, "model.json": 0o644}  # safetensors alone writes 0600

@@ -16,8 +16,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from textclf.errors import BundleError
-from textclf.tokenizer import TokenizerConfig
-from textclf.vocab import Vocab
+from textclf.text.tokenizer import TokenizerConfig
+from textclf.text.vocab import Vocab
 
 if TYPE_CHECKING:  # torch loads with the weights: the labeling driver reads model.json only
     import torch
@@ -73,6 +73,14 @@ def check_safetensors(path: Path, expected_sha256: str | None, what: str) -> Non
         raise BundleError(f"{path} is not a readable safetensors file: {str(e).splitlines()[0]}") from None
 
 
+def readable_like_other_files(path: Path) -> None:
+    """safetensors writes its files mode 0600 whatever the umask (safetensors#782), so another user or a
+    non-root pod could not read a bundle whose model.json it can read: give it the mode open() would."""
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(path, 0o666 & ~umask)
+
+
 def library_versions() -> dict[str, str]:
     """From the installed packages' metadata: importing spaCy for its version took 1.3 s of a
     training driver that never tokenizes."""
@@ -93,6 +101,7 @@ def save_bundle(directory: str | Path, model: torch.nn.Module, arch: str, vocab:
     directory.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
     save_file(state, str(directory / WEIGHTS))
+    readable_like_other_files(directory / WEIGHTS)
     meta = {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,

@@ -10,7 +10,8 @@ from pathlib import Path
 import click
 
 from textclf.errors import TextclfError
-from textclf.precision import PRECISIONS
+from textclf.runtime.precision import PRECISIONS
+from textclf.training.config import ARCHITECTURES, DEFAULT_ARCH
 
 
 class _ExitCodeError(click.ClickException):
@@ -40,7 +41,7 @@ def cli() -> None:
 @click.option("--validation", "validation_path", help="Validation Parquet; default: 10% held out of --train.")
 @click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False), help="Bundle folder to write.")
 @click.option("--config", "config_path", type=click.Path(), help="YAML file of training options (flags win).")
-@click.option("--arch", type=str, help="Architecture: bilstm, cnn, bow or mlp.")
+@click.option("--arch", help=f"Architecture: {', '.join(ARCHITECTURES)} (default {DEFAULT_ARCH}).")
 @click.option("--epochs", type=int, help="Maximum epochs (default 20; early stopping usually ends sooner).")
 @click.option("--workers", type=int, help="Ray Train DDP workers (default 1).")
 @click.option("--use-gpu/--no-gpu", default=None, help="One GPU per worker, NCCL.")
@@ -48,10 +49,12 @@ def cli() -> None:
               help="Training arithmetic (default auto: bf16 autocast on GPUs and on CPUs with native bf16).")
 @click.option("--batch-tokens", type=int, help="Padded tokens per batch (default 2048).")
 @click.option("--max-tokens", type=int, help="Tokens kept per text (default 256).")
-@click.option("--lr", type=float, help="Adam learning rate (default 1e-3).")
+@click.option("--lr", type=float,
+              help="Adam learning rate (default 1e-3; bow: 5e-4 per class, at most 1e-2).")
 @click.option("--seed", type=int, help="Random seed (default 0).")
 @click.option("--patience", type=int,
-              help="Stop after this many epochs without a better validation accuracy (default 3; 0: never).")
+              help="Stop after this many epochs without a better validation macro-F1 (default 3; 0: never).")
+@click.option("--min-epochs", type=int, help="Epochs before early stopping may end the run (default 5).")
 @click.option("--embeddings", type=click.Path(), help="Pretrained vectors, GloVe or word2vec text (.gz ok).")
 @click.option("--freeze-embeddings/--tune-embeddings", default=None, help="Keep pretrained vectors fixed.")
 @click.option("--class-weights", type=click.Choice(["none", "balanced"]), help="Weight the loss by class.")
@@ -68,8 +71,8 @@ def train(train_path, validation_path, out_dir, config_path, resume, address, st
     Example:
       textclf train --train data/rt/train --validation data/rt/validation --out models/rt --workers 2
     """
-    from textclf.config import load_train_config
-    from textclf.train import train as run_training
+    from textclf.training.config import load_train_config
+    from textclf.training.driver import train as run_training
 
     config = load_train_config(config_path, options)
     summary = run_training(config, train_path, validation_path, out_dir, resume=resume, address=address,
@@ -79,6 +82,11 @@ def train(train_path, validation_path, out_dir, config_path, resume, address, st
                f"padding efficiency {summary['padding_efficiency']:.3f}, {summary['training_time_s']:.1f} s")
     click.echo(f"bundle: {summary['bundle']}  (report: {summary['bundle']}/report, "
                f"checkpoints: {summary['checkpoints']})")
+    baselines = summary["baselines_macro_f1"]
+    click.echo(f"baselines on the same validation rows: majority label macro-F1 {baselines['majority']:.4f}, "
+               f"naive Bayes {baselines['naive_bayes']:.4f}")
+    if summary["warning"]:
+        click.echo(f"warning: {summary['warning']}", err=True)
 
 
 PRECISION_OPTION = click.option(
@@ -102,8 +110,8 @@ def evaluate(model_dir, data, text_column, label_column, as_json, precision) -> 
     """
     import json
 
-    from textclf.evaluate import evaluate as run_evaluation
-    from textclf.metrics import format_metrics
+    from textclf.evaluation.evaluate import evaluate as run_evaluation
+    from textclf.evaluation.metrics import format_metrics
 
     metrics = run_evaluation(model_dir, data, text_column, label_column, precision)
     click.echo(json.dumps(metrics) if as_json else format_metrics(metrics))
@@ -124,7 +132,7 @@ def predict(model_dir, texts, as_json, precision) -> None:
     import json
     import sys
 
-    from textclf.inference import Predictor
+    from textclf.inference.predictor import Predictor
 
     predictor = Predictor(model_dir, precision=precision)
     texts = list(texts) or [line.rstrip("\n") for line in sys.stdin]
@@ -152,16 +160,16 @@ def predict(model_dir, texts, as_json, precision) -> None:
 def prepare(source, out, text_column, label_column, id_column, split_text, seed, overwrite) -> None:
     """Split a dataset or files into train/validation/test Parquet.
 
-    SOURCE is `rotten-tomatoes` (built-in offline corpus), a CSV/TSV/JSON/JSONL/Parquet/TXT file,
-    a folder or glob of them, or a Hugging Face dataset name.
+    SOURCE is a built-in offline corpus (rotten-tomatoes, fortunes, 20newsgroups), a
+    CSV/TSV/JSON/JSONL/Parquet/TXT file, a folder or glob of them, or a Hugging Face dataset name.
 
     \b
     Example:
       textclf prepare rotten-tomatoes data/rt
       textclf prepare reviews.csv data/reviews --text-column body --label-column stars
     """
-    from textclf.datasets import DataConfig, parse_split
-    from textclf.datasets import prepare as run_prepare
+    from textclf.data.prepare import DataConfig, parse_split
+    from textclf.data.prepare import prepare as run_prepare
 
     config = DataConfig(text_column=text_column, label_column=label_column, id_column=id_column,
                         split=parse_split(split_text), seed=seed)
@@ -200,8 +208,8 @@ def label(model_dir, input_spec, output, text_column, id_column, keep_columns, p
     Example:
       textclf label models/rt data/rt/test labeled/rt-test --probabilities
     """
-    from textclf.label import LabelConfig
-    from textclf.label import label as run_labeling
+    from textclf.labeling.pipeline import LabelConfig
+    from textclf.labeling.pipeline import label as run_labeling
 
     config = LabelConfig(text_column=text_column, id_column=id_column, probabilities=probabilities, format=fmt,
                          keep_columns=tuple(c for c in keep_columns.split(",") if c), concurrency=concurrency,

@@ -1,0 +1,131 @@
+"""CLI contracts: output formats and exit code 2 with one line for bad input (no Ray needed)."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+import torch
+from click.testing import CliRunner
+
+from textclf.bundle import save_bundle
+from textclf.cli import cli
+from textclf.models import create_model
+from textclf.text.tokenizer import TokenizerConfig
+from textclf.text.vocab import Vocab
+
+
+@pytest.fixture(scope="module")
+def bundle_dir(tmp_path_factory):
+    torch.manual_seed(0)
+    vocab = Vocab(["<pad>", "<unk>", "good", "bad", "film"])
+    model = create_model("bow", vocab_size=len(vocab), num_classes=2).eval()
+    return save_bundle(tmp_path_factory.mktemp("b") / "m", model, "bow", vocab, ["neg", "pos"], TokenizerConfig(), 32)
+
+
+def run(*args, input=None):
+    return CliRunner().invoke(cli, [str(a) for a in args], input=input)
+
+
+def assert_one_line_error(result, *fragments):
+    assert result.exit_code == 2, result.output
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("Error:"), result.output
+    assert "Traceback" not in result.output
+    for fragment in fragments:
+        assert fragment in lines[0]
+
+
+def test_every_command_has_help_with_an_example():
+    result = run("--help")
+    for command in ("prepare", "train", "evaluate", "predict"):
+        assert command in result.output
+        assert "Example" in run(command, "--help").output
+
+
+def test_predict_prints_label_tab_confidence_tab_text(bundle_dir):
+    result = run("predict", bundle_dir, "a good film", "bad")
+    assert result.exit_code == 0
+    lines = result.output.splitlines()
+    assert len(lines) == 2
+    label, confidence, text = lines[0].split("\t")
+    assert label in ("neg", "pos") and 0.5 <= float(confidence) <= 1 and text == "a good film"
+
+
+def test_predict_reads_stdin_and_prints_json(bundle_dir):
+    result = run("predict", bundle_dir, "--json", input="good film\nbad film\n")
+    records = [json.loads(line) for line in result.output.splitlines()]
+    assert [r["text"] for r in records] == ["good film", "bad film"]
+    assert all(set(r["probs"]) == {"neg", "pos"} and r["label"] in r["probs"] for r in records)
+
+
+def test_console_script_flushes_its_output_and_keeps_exit_codes(bundle_dir, tmp_path):
+    """main() ends with os._exit (no interpreter teardown): piped output must still arrive whole and the
+    exit codes must stay those of the command."""
+    def console(*args):
+        return subprocess.run([sys.executable, "-m", "textclf.cli", *map(str, args)], capture_output=True, text=True)
+
+    texts = [f"good film number {i}" for i in range(500)]  # more than one pipe buffer of output
+    done = console("predict", bundle_dir, "--json", *texts)
+    assert done.returncode == 0, done.stderr
+    assert [json.loads(line)["text"] for line in done.stdout.splitlines()] == texts
+    bad = console("evaluate", tmp_path, tmp_path)
+    assert bad.returncode == 2
+    assert bad.stderr.strip().startswith("Error:") and len(bad.stderr.strip().splitlines()) == 1
+    assert console("predict").returncode == 2  # click's usage error
+
+
+def test_evaluate_json_has_the_contract_keys(bundle_dir, tiny_corpus):
+    # the tiny bundle knows labels neg/pos like the corpus
+    result = run("evaluate", bundle_dir, tiny_corpus / "test", "--json")
+    assert result.exit_code == 0, result.output
+    metrics = json.loads(result.output)
+    assert {"accuracy", "macro_f1", "per_class", "confusion"} <= set(metrics)
+    assert sum(map(sum, metrics["confusion"])) == 200
+
+
+def test_a_folder_that_is_not_a_bundle(tmp_path, tiny_corpus):
+    assert_one_line_error(run("predict", tmp_path, "text"), "not a model bundle")
+    assert_one_line_error(run("evaluate", tmp_path, tiny_corpus / "test"), "not a model bundle")
+
+
+def test_train_rejects_unknown_arch_before_starting_ray(tiny_corpus, tmp_path):
+    assert_one_line_error(run("train", "--train", tiny_corpus / "train", "--out", tmp_path / "m", "--arch", "gpt"),
+                          "unknown architecture 'gpt'")
+
+
+def test_train_rejects_missing_columns_and_paths(tiny_corpus, tmp_path):
+    assert_one_line_error(run("train", "--train", tiny_corpus / "train", "--out", tmp_path / "m",
+                              "--text-column", "body"), "no column 'body'")
+    assert_one_line_error(run("train", "--train", tmp_path / "nothing", "--out", tmp_path / "m"), "does not exist")
+    assert not (tmp_path / "m").exists()
+
+
+def test_train_rejects_bad_yaml_config(tiny_corpus, tmp_path):
+    config = tmp_path / "c.yaml"
+    config.write_text("epochs: 3\nlearning_rate: 0.1\n")
+    assert_one_line_error(run("train", "--train", tiny_corpus / "train", "--out", tmp_path / "m", "--config", config),
+                          "learning_rate")
+    config.write_text("epochs: -1\n")
+    assert_one_line_error(run("train", "--train", tiny_corpus / "train", "--out", tmp_path / "m", "--config", config),
+                          "epochs")
+
+
+def test_evaluate_rejects_labels_the_model_does_not_know(bundle_dir, tmp_path):
+    from conftest import synthetic_rows, write_split
+
+    write_split(tmp_path / "d", synthetic_rows(20, classes=3))
+    assert_one_line_error(run("evaluate", bundle_dir, tmp_path / "d"), "does not know")
+
+
+def test_train_rejects_an_empty_parquet_file(tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    (tmp_path / "empty").mkdir()
+    pq.write_table(pa.table({"text": pa.array([], pa.string()), "label": pa.array([], pa.string())}),
+                   tmp_path / "empty" / "part-0.parquet")
+    assert_one_line_error(run("train", "--train", tmp_path / "empty", "--out", tmp_path / "m"), "has no rows")
+    (tmp_path / "garbage.parquet").write_text("not parquet at all")
+    assert_one_line_error(run("train", "--train", tmp_path / "garbage.parquet", "--out", tmp_path / "m"),
+                          "cannot read")

@@ -1,0 +1,69 @@
+import numpy as np
+import pytest
+import torch
+from click.testing import CliRunner
+
+from textclf.runtime import precision
+from textclf.cli import cli
+from textclf.training.config import TrainConfig
+from textclf.errors import ConfigError
+from textclf.inference.predictor import Predictor
+from textclf.runtime.precision import compute_dtype, native_bf16_cpu
+
+from test_bundle import TEXTS, _bundle
+
+
+@pytest.mark.parametrize("native", [True, False])
+def test_auto_is_bf16_on_gpus_and_native_bf16_cpus_only(monkeypatch, native):
+    monkeypatch.setattr(precision, "native_bf16_cpu", lambda: native)  # both kinds of CPU on any machine
+    assert compute_dtype("auto", torch.device("cpu")) == (torch.bfloat16 if native else None)
+    assert compute_dtype("auto", torch.device("cuda")) == torch.bfloat16
+    assert compute_dtype("bf16", torch.device("cuda")) == torch.bfloat16
+    assert compute_dtype("fp32", torch.device("cuda")) is None
+    if native:
+        assert compute_dtype("bf16", torch.device("cpu")) == torch.bfloat16
+    else:
+        with pytest.raises(ConfigError, match="needs a GPU or a CPU with native bf16"):
+            compute_dtype("bf16", torch.device("cpu"))
+
+
+def test_bf16_on_a_cpu_without_it_is_a_one_line_error(monkeypatch, tmp_path):
+    # on such a CPU oneDNN cannot build a bf16 LSTM: without the check, predict died with a RuntimeError
+    monkeypatch.setattr(precision, "native_bf16_cpu", lambda: False)
+    directory, _, _ = _bundle(tmp_path, "bilstm")
+    result = CliRunner().invoke(cli, ["predict", str(directory), "--precision", "bf16", "a fine film"])
+    assert result.exit_code == 2, result.output
+    assert "precision bf16 needs a GPU or a CPU with native bf16" in result.output
+
+
+@pytest.mark.parametrize("make", [lambda: compute_dtype("fp16", torch.device("cpu")),
+                                  lambda: TrainConfig(precision="half")])
+def test_unknown_precision_is_a_config_error(make):
+    with pytest.raises(ConfigError, match="precision must be one of auto, bf16, fp32"):
+        make()
+
+
+@pytest.mark.skipif(not native_bf16_cpu(), reason="needs a CPU with native bf16 (AVX512-BF16 or AMX)")
+def test_bf16_scoring_keeps_labels_and_is_really_bf16(tmp_path):
+    directory, _, _ = _bundle(tmp_path, "bilstm")
+    texts = TEXTS + [f"great film number {i} with a dull plot" for i in range(50)]
+    full = Predictor(str(directory), device="cpu", precision="fp32").predict_proba(texts)
+    half = Predictor(str(directory), device="cpu", precision="bf16").predict_proba(texts)
+    assert not np.array_equal(full, half)  # bf16 arithmetic did run
+    np.testing.assert_allclose(half, full, atol=0.02)
+    margin = np.sort(full, axis=1)[:, -1] - np.sort(full, axis=1)[:, -2]
+    clear = margin > 0.04  # rows not on a class boundary keep their label
+    assert (half.argmax(1)[clear] == full.argmax(1)[clear]).all()
+
+
+def test_training_in_bf16_on_a_cpu_without_it_is_refused_before_ray_starts(monkeypatch, tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    monkeypatch.setattr(precision, "native_bf16_cpu", lambda: False)
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    pq.write_table(pa.table({"text": ["good", "bad"] * 8, "label": ["pos", "neg"] * 8}), tmp_path / "train.parquet")
+    result = CliRunner().invoke(cli, ["train", "--train", str(tmp_path / "train.parquet"), "--out", str(tmp_path / "m"),
+                                      "--precision", "bf16"])
+    assert result.exit_code == 2 and "precision bf16 needs a GPU or a CPU with native bf16" in result.output
+    assert not (tmp_path / "m").exists()

@@ -1,0 +1,57 @@
+import pytest
+
+from textclf.training.config import TrainConfig, default_lr, load_train_config
+from textclf.errors import ConfigError
+from textclf.training.driver import _class_weights
+
+
+def test_yaml_values_then_flags_that_were_given(tmp_path):
+    path = tmp_path / "train.yaml"
+    path.write_text("arch: bilstm\nepochs: 4\nbatch-tokens: 1024\nmodel:\n  hidden_dim: 64\n")
+    config = load_train_config(path, {"epochs": 2, "workers": None, "lr": None})
+    assert (config.arch, config.epochs, config.batch_tokens, config.model) == ("bilstm", 2, 1024, {"hidden_dim": 64})
+    assert config.workers == 1  # a flag left out (None) keeps the YAML value or the default
+
+
+def test_learning_rate_default_and_override():
+    assert TrainConfig(arch="bow").lr is None and TrainConfig(arch="bow", lr=0.1).lr == 0.1  # None: default_lr
+
+
+@pytest.mark.parametrize("options, fragment", [
+    ({"arch": "transformer"}, "unknown architecture"),
+    ({"epochs": 0}, "epochs"),
+    ({"lr": -1.0}, "lr"),
+    ({"class_weights": "inverse"}, "class_weights"),
+    ({"workers": 1.5}, "workers"),
+])
+def test_invalid_values_say_what_to_fix(options, fragment):
+    with pytest.raises(ConfigError, match=fragment):
+        TrainConfig(**options)
+
+
+def test_yaml_that_is_not_a_mapping(tmp_path):
+    path = tmp_path / "bad.yaml"
+    path.write_text("- a\n- b\n")
+    with pytest.raises(ConfigError, match="mapping"):
+        load_train_config(path, {})
+
+
+def test_balanced_class_weights_follow_sklearn():
+    weights = _class_weights(TrainConfig(class_weights="balanced"), ["a", "b"], {"a": 30, "b": 10})
+    assert weights == pytest.approx([40 / (2 * 30), 40 / (2 * 10)])
+    assert _class_weights(TrainConfig(), ["a", "b"], {"a": 30, "b": 10}) is None
+
+
+def test_yaml_numbers_without_a_dot_are_numbers(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("lr: 1e-3\nweight_decay: 1e-5\n")
+    config = load_train_config(path, {})
+    assert config.lr == 0.001 and config.weight_decay == 1e-5
+    path.write_text("lr: fast\n")
+    with pytest.raises(ConfigError, match="lr must be a number, got 'fast'"):
+        load_train_config(path, {})
+
+
+def test_the_default_learning_rate_grows_with_the_classes_for_bow_only():
+    assert default_lr("bow", 2) == 1e-3 and default_lr("bow", 12) == pytest.approx(6e-3)
+    assert default_lr("bow", 39) == 1e-2 and default_lr("bilstm", 39) == 1e-3

@@ -1,0 +1,1 @@
+"""Data sources: `textclf prepare` and the built-in corpora fetched from package registries."""

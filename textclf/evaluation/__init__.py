@@ -1,0 +1,1 @@
+"""Metrics from confusion matrices, the evaluate command, and the report's pictures."""

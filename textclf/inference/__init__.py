@@ -1,0 +1,1 @@
+"""Scoring with a loaded bundle, shared by predict, evaluate and the labeling actors."""

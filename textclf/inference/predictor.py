@@ -1,0 +1,67 @@
+"""Batched prediction with a loaded bundle: tokenize, encode, bucket, pad, run, restore order.
+
+Shared by `evaluate`, `predict` and the labeling actors, so a text gets the same label and
+confidence whichever path scores it.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+import torch
+
+from textclf.text.batching import BatchingConfig, PaddingStats, bucket_batches, pad_batch
+from textclf.bundle import Bundle, load_bundle
+from textclf.text.encoding import TextEncoder, cached_tokenizer
+from textclf.runtime.precision import autocast, compute_dtype
+
+
+def inference_batching(device_type: str = "cpu", batch_tokens: int | None = None) -> BatchingConfig:
+    """Batches for scoring. CPU: batches that stay in cache (the BiLSTM ran ~25% faster at 4,096
+    tokens than at 16,384); GPU: large batches keep the device busy. 16k-row windows sort well."""
+    tokens = batch_tokens or (16_384 if device_type == "cuda" else 4096)
+    return BatchingConfig(batch_tokens=tokens, max_rows=max(1, tokens // 32), window_rows=16_384)
+
+
+INFERENCE_BATCHING = inference_batching()  # CPU
+
+class Predictor:
+    """Loads a bundle once; `predict_proba(texts)` returns class probabilities in input order."""
+
+    def __init__(self, bundle: Bundle | str, device: str | None = None, batch_tokens: int | None = None,
+                 precision: str = "auto") -> None:
+        self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        self.dtype = compute_dtype(precision, self.device)  # before loading: a bad value fails fast
+        self.bundle = bundle if isinstance(bundle, Bundle) else load_bundle(bundle, self.device)
+        self.bundle.model.to(self.device).eval()
+        # the process's tokenizer: a labeling actor's batches are encoded with it too (encode_texts)
+        self.encoder = TextEncoder(cached_tokenizer(self.bundle.tokenizer), self.bundle.vocab, self.bundle.max_tokens)
+        self.batching = inference_batching(self.device.type, batch_tokens)
+        self.padding = PaddingStats()
+
+    @property
+    def labels(self) -> list[str]:
+        return self.bundle.labels
+
+    def encode(self, texts: Sequence[str]) -> list[np.ndarray]:
+        lengths, ids = self.encoder.encode_batch(texts)
+        return np.split(ids, np.cumsum(lengths)[:-1]) if len(texts) else []
+
+    def predict_proba(self, texts: Sequence[str]) -> np.ndarray:
+        return self.predict_encoded(self.encode(texts))
+
+    def predict_encoded(self, sequences: Sequence[np.ndarray]) -> np.ndarray:
+        """[rows, classes] float32 probabilities for int32 id arrays, in the given order."""
+        probs = np.zeros((len(sequences), len(self.labels)), dtype=np.float32)
+        lengths = [len(s) for s in sequences]
+        for positions in bucket_batches(lengths, self.batching):
+            ids, lens = pad_batch([sequences[i] for i in positions])
+            self.padding.add(lens)
+            probs[positions] = self._forward(ids, lens)
+        return probs
+
+    def _forward(self, ids: np.ndarray, lengths: np.ndarray) -> np.ndarray:
+        with torch.inference_mode(), autocast(self.device, self.dtype):
+            logits = self.bundle.model(torch.from_numpy(ids).to(self.device), torch.from_numpy(lengths).to(self.device))
+        return torch.softmax(logits.float(), dim=-1).cpu().numpy()

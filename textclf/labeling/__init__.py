@@ -1,0 +1,1 @@
+"""`textclf label`: input discovery, the Ray Data pipeline, per-batch labeling."""

@@ -1,0 +1,181 @@
+"""Labeling one Arrow batch, in two steps:
+
+- `encode_texts`: text -> token ids with the bundle's tokenizer and vocabulary, or an `error` saying
+  why the row cannot be labeled (null, empty, whitespace-only, wrong type, bad UTF-8). CPU tasks run it
+  ahead of GPU actors; CPU actors run it themselves (`text_column`);
+- `BatchLabeler` (inference actors, GPU or CPU): loads the bundle once, then turns ids into `label`,
+  `confidence` (+ `probs`) with length-bucketed, padded batches.
+
+Every input row comes out, in order, so no row is ever dropped.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import time
+from typing import Sequence
+
+import numpy as np
+import pyarrow as pa
+
+from textclf.text.batching import PaddingStats
+from textclf.bundle import read_bundle_meta
+from textclf.text.encoding import TextEncoder, cached_tokenizer, list_arrays
+from textclf.errors import DataError
+from textclf.runtime.faults import fire_limited
+from textclf.text.tokenizer import TokenizerConfig
+from textclf.text.vocab import Vocab
+
+PROBS_LABELS_KEY = b"textclf.probs_labels"  # schema metadata: label names in `probs` order
+# per-call figures, carried on the call's first row (null or 0 on the others): padded and real tokens,
+# rows, and the node that labeled them
+STATS = ("_real_tokens", "_padded_tokens", "_rows", "_node")
+
+
+@functools.lru_cache(maxsize=2)
+def _bundle_encoder(model_dir: str) -> TextEncoder:
+    meta = read_bundle_meta(model_dir, verify_weights=False)  # encoding needs the JSON, not the weights
+    tokenizer = cached_tokenizer(TokenizerConfig(**meta["tokenizer"]))
+    return TextEncoder(tokenizer, Vocab(meta["vocab"]), int(meta["max_tokens"]))
+
+
+def check_texts(batch: pa.Table, text_column: str) -> pa.Table:
+    """Replace the text column with a string one (null where unreadable) and add `error` saying why.
+    Done where a file is read, so batches merged from files of different text types share a schema."""
+    if text_column not in batch.column_names:
+        raise DataError(f"input has no column {text_column!r} (columns: {', '.join(batch.column_names)})")
+    texts, errors = readable_texts(batch.column(text_column))
+    index = batch.column_names.index(text_column)
+    return (batch.set_column(index, text_column, pa.array(texts, pa.string()))
+            .append_column("error", pa.array(errors, pa.string())))
+
+
+def encode_texts(batch: pa.Table, model_dir: str, text_column: str = "text") -> pa.Table:
+    """Replace the text column with `_ids` (list<int32>) and `error` (null when encodable)."""
+    if "error" not in batch.column_names:  # not checked where it was read
+        batch = check_texts(batch, text_column)
+    ok = batch.column("error").is_null()
+    texts = batch.column(text_column).filter(ok).to_pylist()
+    text_lengths, ids = _bundle_encoder(model_dir).encode_batch(texts)
+    lengths = np.zeros(batch.num_rows, np.int64)  # rows with an error get no ids
+    lengths[ok.to_numpy(zero_copy_only=False)] = text_lengths
+    offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int32)
+    column = pa.ListArray.from_arrays(pa.array(offsets), pa.array(ids, pa.int32()))
+    return batch.set_column(batch.column_names.index(text_column), "_ids", column)
+
+
+class BatchLabeler:
+    """Callable for Ray Data's actor pool: `_ids` + `error` (or `text_column`, encoded here) -> id, label,
+    confidence, error (+ probs, + kept columns, + the batch's padding figures in `_real_tokens` /
+    `_padded_tokens`)."""
+
+    def __init__(self, model_dir: str, keep_columns: Sequence[str] = (), probabilities: bool = False,
+                 device: str | None = None, batch_tokens: int | None = None, precision: str = "auto",
+                 text_column: str | None = None, actors_per_node: int | None = None) -> None:
+        import torch  # here, not at the top: the driver imports this module and never needs torch
+
+        from textclf.inference.predictor import Predictor
+
+        if actors_per_node:  # CPU: this actor's share of the node's cores (Ray would give it one thread)
+            torch.set_num_threads(max(1, len(os.sched_getaffinity(0)) // actors_per_node))
+        self.model_dir, self.text_column = model_dir, text_column
+        self.predictor = Predictor(model_dir, device=device, batch_tokens=batch_tokens, precision=precision)
+        self.keep_columns = list(keep_columns)
+        self.node = _node_id()
+        self.probabilities = probabilities
+
+    @property
+    def labels(self) -> list[str]:
+        return self.predictor.labels
+
+    def output_schema(self, batch_schema: pa.Schema) -> pa.Schema:
+        kept = [batch_schema.field(name) for name in self.keep_columns]
+        stats = [pa.field(n, pa.int64()) for n in STATS[:-1]] + [pa.field("_node", pa.string())]
+        return output_schema(self.labels, self.probabilities, kept + stats)
+
+    def __call__(self, batch: pa.Table) -> pa.Table:
+        if fire_limited("actor_crash"):
+            os._exit(1)  # as a segfault or an OOM kill would: Ray restarts the actor and retries the batch
+        if fire_limited("actor_hang"):
+            time.sleep(24 * 3600)
+        if self.text_column:
+            batch = encode_texts(batch, self.model_dir, self.text_column)
+        errors = batch.column("error").to_pylist()
+        ok = np.array([e is None for e in errors], dtype=bool)
+        sequences = list_arrays(batch.column("_ids"))
+        probs = np.zeros((batch.num_rows, len(self.labels)), dtype=np.float32)
+        self.predictor.padding = padding = PaddingStats()
+        if ok.any():
+            probs[ok] = self.predictor.predict_encoded([s for s, good in zip(sequences, ok) if good])
+        best = probs.argmax(axis=1)
+        names = np.array(self.labels, dtype=object)[best]
+        columns = {
+            "id": batch.column("id").cast(pa.string()),
+            "label": pa.array(np.where(ok, names, None).tolist(), pa.string()),
+            "confidence": pa.array(probs[np.arange(len(best)), best], pa.float32(), mask=~ok),
+            "error": batch.column("error"),
+        }
+        if self.probabilities:
+            flat = pa.array(probs.ravel(), pa.float32())
+            offsets = pa.array(np.arange(0, probs.size + 1, len(self.labels), dtype=np.int32))
+            columns["probs"] = pa.ListArray.from_arrays(offsets, flat, mask=pa.array(~ok))
+        for name in self.keep_columns:
+            columns[name] = batch.column(name)
+        for name, value in zip(STATS, (padding.real_tokens, padding.padded_tokens, batch.num_rows)):
+            columns[name] = pa.array([value] + [0] * (batch.num_rows - 1), pa.int64())
+        columns["_node"] = pa.array([self.node] + [None] * (batch.num_rows - 1), pa.string())
+        return pa.Table.from_pydict(columns, schema=self.output_schema(batch.schema))
+
+
+def _node_id() -> str | None:
+    try:
+        import ray
+
+        return ray.get_runtime_context().get_node_id() if ray.is_initialized() else None
+    except ImportError:  # the labeler also runs without Ray (tests, predict-like use)
+        return None
+
+
+def output_schema(labels: Sequence[str], probabilities: bool, extra: Sequence[pa.Field] = ()) -> pa.Schema:
+    """id, label, confidence, error (+ probs, label names in the metadata) + extra fields."""
+    fields = [pa.field("id", pa.string()), pa.field("label", pa.string()),
+              pa.field("confidence", pa.float32()), pa.field("error", pa.string())]
+    if probabilities:
+        fields.append(pa.field("probs", pa.list_(pa.float32())))
+    metadata = {PROBS_LABELS_KEY: "\t".join(labels).encode()} if probabilities else None
+    return pa.schema(fields + list(extra), metadata=metadata)
+
+
+def readable_texts(column: pa.ChunkedArray | pa.Array) -> tuple[list[str | None], list[str | None]]:
+    """(texts, errors): each row has a text or an error saying why it cannot be labeled."""
+    kind = column.type
+    if pa.types.is_binary(kind) or pa.types.is_large_binary(kind):
+        values = [_decode(v) for v in column.to_pylist()]
+    elif pa.types.is_string(kind) or pa.types.is_large_string(kind):
+        values = [(v, None) for v in column.to_pylist()]
+    else:
+        return [None] * len(column), [f"text is of type {kind}, not string"] * len(column)
+    texts, errors = [], []
+    for text, error in values:
+        if error is None and text is None:
+            error = "null text"
+        elif error is None and not text.strip():
+            error = "empty text" if text == "" else "whitespace-only text"
+        texts.append(text if error is None else None)
+        errors.append(error)
+    return texts, errors
+
+
+def _decode(value: bytes | None) -> tuple[str | None, str | None]:
+    if value is None:
+        return None, None
+    try:
+        return value.decode("utf-8"), None
+    except UnicodeDecodeError as e:
+        return None, f"text is not valid UTF-8 (byte {e.start})"
+
+
+def probs_labels(schema: pa.Schema) -> list[str]:
+    """Label names of a labeled file's `probs` column, from its schema metadata."""
+    return (schema.metadata or {}).get(PROBS_LABELS_KEY, b"").decode().split("\t")

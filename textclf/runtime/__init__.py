@@ -1,0 +1,1 @@
+"""Where code runs: the Ray session, arithmetic precision, progress reporting, fault injection."""

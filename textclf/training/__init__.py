@@ -1,0 +1,1 @@
+"""`textclf train`: the Ray Train driver, the per-worker loop, training data on Ray Data, checkpoints."""

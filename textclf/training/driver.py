@@ -1,0 +1,287 @@
+"""`textclf train`: Ray Train DDP over CPU or GPU workers, ending in a model bundle with a report."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import shutil
+import sys
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+
+from textclf.bundle import save_bundle
+from textclf.training.config import TrainConfig, default_lr
+from textclf.errors import BundleError, ConfigError, TextclfError
+from textclf.runtime.faults import worker_env
+from textclf.evaluation.metrics import metrics_from_confusion
+from textclf.runtime.precision import check_local_precision
+from textclf.runtime.progress import is_interactive
+from textclf.runtime.ray_session import ray_session, stop_data_stats_actor
+from textclf.text.tokenizer import TokenizerConfig
+from textclf.training.data import check_inputs, prepare_training_data
+from textclf.training.quality import naive_bayes_macro_f1, quality_warning
+
+RUN_NAME = "train"
+BASELINE_ROWS = 200_000  # training rows naive Bayes sees: a few seconds, and plenty for a baseline
+# glibc malloc settings for the training workers. Ray Train runs the loop in a thread of its own, whose
+# malloc arena lives in 64 MB heaps that glibc unmaps as they empty, so every step's activations came
+# back as fresh pages (~350k page faults an epoch, a sixth of the step time on 2 cores). One arena, a
+# fixed 32 MB mmap threshold and no trimming keep freed memory for the next step.
+WORKER_MALLOC = "glibc.malloc.arena_max=1:glibc.malloc.mmap_threshold=33554432:glibc.malloc.trim_threshold=1073741824"
+
+
+def default_storage(out_dir: Path) -> Path:
+    """Checkpoints live beside the bundle, not inside it, so the bundle stays small to copy."""
+    return out_dir.with_name(out_dir.name + ".checkpoints")
+
+
+def train(config: TrainConfig, train_path: str, validation_path: str | None, out_dir: str | Path,
+          resume: bool = False, address: str | None = None, storage: str | None = None) -> dict:
+    """Train, then write the best epoch's bundle to `out_dir`; returns a summary dict."""
+    check_inputs(config, train_path, validation_path)  # fail on bad input before anything changes
+    check_local_precision(config.precision, config.use_gpu, address)
+    out_dir = Path(out_dir).resolve()
+    storage_path = storage or str(default_storage(out_dir))
+    run_dir = Path(storage_path) / RUN_NAME
+    if "://" not in storage_path:
+        if resume and not run_dir.is_dir():
+            raise ConfigError(f"--resume: no checkpoints to resume from under {run_dir}")
+        if resume:
+            _check_latest_checkpoint(run_dir)
+            for partial in run_dir.glob(".tmp-checkpoint-*"):  # a checkpoint a kill cut short
+                shutil.rmtree(partial, ignore_errors=True)
+        if not resume and run_dir.exists():
+            shutil.rmtree(run_dir)  # a fresh run must not pick up an old run's checkpoints
+    started = time.monotonic()
+    local_cpus = os.cpu_count() or 1
+    # Local Ray gets one logical CPU more than the workers take, so whatever else Ray schedules during
+    # training finds room (workers holding every CPU is a classic hang on small machines). Its steps
+    # share the machine with Ray's own processes: ray_session's options leave out those not needed.
+    with ray_session(address, num_cpus=max(local_cpus, config.workers) + 1, dashboard=False,
+                     keep_idle_workers=False) as local_session:
+        _import_torch_meanwhile()
+        data = prepare_training_data(config, train_path, validation_path)
+        config = dataclasses.replace(config, lr=config.lr or default_lr(config.arch, len(data.labels)))
+        import ray
+        from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
+        from ray.train.v2.api.config import LoggingConfig
+
+        from textclf.training.loop import train_loop_per_worker
+
+        vectors, coverage = _pretrained_vectors(config, data.vocab.itos)
+        model_config = _model_config(config, len(data.vocab), len(data.labels),
+                                     vectors.shape[1] if vectors is not None else None)
+        cluster_cpus = int(ray.cluster_resources().get("CPU", local_cpus))
+        loop_config = {
+            **config.to_dict(),
+            "model_config": model_config,
+            "labels": data.labels,
+            "train_rows": data.rows["train"],
+            "threads_per_worker": max(1, min(local_cpus, cluster_cpus) // config.workers),
+            "class_weights": _class_weights(config, data.labels, data.label_counts),
+            "vectors": ray.put(vectors) if vectors is not None else None,
+            "interactive": is_interactive(),
+            "checkpoint_dir": str(run_dir.resolve()) if "://" not in storage_path else None,
+            "train_shards": _shards(data.train, config.workers),
+            "validation_blocks": data.validation.to_arrow_refs(),
+        }
+        baselines = _baselines(data)
+        if local_session:
+            stop_data_stats_actor()  # Ray Data is done: the actor would idle beside the steps
+        trainer = _trainer_class(local_session, config.workers)(
+            train_loop_per_worker,
+            train_loop_config=loop_config,
+            scaling_config=ScalingConfig(num_workers=config.workers, use_gpu=config.use_gpu,
+                                         resources_per_worker={"CPU": 1}),
+            run_config=RunConfig(name=RUN_NAME, storage_path=storage_path,
+                                 checkpoint_config=CheckpointConfig(num_to_keep=2),
+                                 failure_config=FailureConfig(max_failures=config.max_failures),
+                                 logging_config=LoggingConfig(log_level="WARNING"),
+                                 # textclf prints its own progress; Ray's print patch would print it twice.
+                                 # Fault-injection switches travel along: workers may predate them.
+                                 worker_runtime_env={"env_vars": {"RAY_TRAIN_ENABLE_PRINT_PATCH": "0",
+                                                                  **worker_malloc_env(),
+                                                                  **worker_env().get("env_vars", {})}}),
+        )
+        result = _fit(trainer)
+        # Written before Ray shuts down, not beside it: any Python code that runs while ray.shutdown
+        # tears down the core worker can end the process (exit 1, "The core worker has already been
+        # shutdown"), which a CI run once hit when the bundle was written in a thread meanwhile.
+        return _write_bundle(result, config, data, model_config, coverage, baselines, out_dir, storage_path,
+                             time.monotonic() - started)
+
+
+def _import_torch_meanwhile() -> None:
+    """The driver needs torch only after the data is prepared (to check the model's options, then to
+    write the bundle). Importing it (~2.5 s of CPU here) while Ray starts takes it off the critical
+    path: ray.init mostly waits on the processes it starts. A later import waits for this one."""
+    threading.Thread(target=lambda: __import__("textclf.models"), name="import-torch", daemon=True).start()
+
+
+def worker_malloc_env() -> dict[str, str]:
+    """GLIBC_TUNABLES for a training worker; the user's own setting, if any, is kept instead."""
+    return {"GLIBC_TUNABLES": os.environ.get("GLIBC_TUNABLES") or WORKER_MALLOC}
+
+
+def _shards(dataset, workers: int) -> list[list]:
+    """Each worker's rows (sizes differ by one at most) as object refs of Arrow tables, zero-copy
+    from the materialized dataset. Workers read them with ray.get: Ray Train's own dataset split
+    would keep a split coordinator and a dataset manager running beside the steps, and drop rows
+    to make the shards equal."""
+    rows = dataset.count()
+    pieces = dataset.split_at_indices([round(i * rows / workers) for i in range(1, workers)]) if workers > 1 else [dataset]
+    return [piece.to_arrow_refs() for piece in pieces]
+
+
+def _trainer_class(local_session: bool, workers: int = 1):
+    """Ray Train's data-parallel trainer with textclf's torch backend (see train_backend), without the
+    helper actors textclf does not use. Ray Train's dataset callback starts a dataset manager even with
+    no datasets; the placement-group cleaner removes a crashed controller's placement groups, which
+    ray.shutdown does anyway when the session is local (and it needs the dashboard). Each would be one
+    more process waking 100 times a second."""
+    from ray.train.v2._internal.callbacks.datasets import DatasetsCallback
+    from ray.train.v2._internal.callbacks.placement_group_callback import PlacementGroupCleanerCallback
+    from ray.train.v2.api.data_parallel_trainer import DataParallelTrainer
+
+    from textclf.training.backend import ImportTorchBackendEarly, TorchBackendConfig
+
+    unused = (DatasetsCallback, PlacementGroupCleanerCallback) if local_session else (DatasetsCallback,)
+
+    class Trainer(DataParallelTrainer):
+        def __init__(self, train_loop_per_worker, **kwargs):
+            super().__init__(train_loop_per_worker, backend_config=TorchBackendConfig(), **kwargs)
+
+        def _create_default_callbacks(self):
+            kept = [c for c in super()._create_default_callbacks() if not isinstance(c, unused)]
+            return [ImportTorchBackendEarly(workers), *kept]
+
+    return Trainer
+
+
+def _check_latest_checkpoint(run_dir: Path) -> None:
+    """Refuse a corrupt checkpoint to resume from here, in one line; in the workers it would fail
+    every retry and end as a training failure."""
+    from ray.train.v2._internal.constants import CHECKPOINT_MANAGER_SNAPSHOT_FILENAME
+
+    from textclf.training.checkpoint import check_training_state
+
+    try:  # Ray Train's JSON record of the reported checkpoints; it resumes from the latest
+        snapshot = json.loads((run_dir / CHECKPOINT_MANAGER_SNAPSHOT_FILENAME).read_text())
+        latest = snapshot["latest_checkpoint_result"]["checkpoint_dir_name"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return  # no checkpoint reported yet: Ray starts the run over
+    try:
+        check_training_state(run_dir / latest)
+    except BundleError as e:
+        raise BundleError(f"--resume: {e} (train without --resume to start over)") from None
+
+
+def _fit(trainer):
+    from ray.train import TrainingFailedError
+
+    try:
+        result = trainer.fit()
+    except TrainingFailedError as e:
+        raise TextclfError(f"training failed: {_root_cause(e)}") from None
+    if result.checkpoint is None:
+        raise TextclfError("training ended without a checkpoint")
+    return result
+
+
+def _root_cause(error: BaseException) -> str:
+    while error.__cause__ is not None:
+        error = error.__cause__
+    return str(error).strip().splitlines()[-1] if str(error).strip() else type(error).__name__
+
+
+def _model_config(config: TrainConfig, vocab_size: int, num_classes: int, vectors_dim: int | None) -> dict:
+    """Build the model once on the driver so a bad hyper-parameter fails here, not on a worker.
+    Pretrained vectors set the embedding size unless the config names one."""
+    from textclf.models import create_model
+
+    options = dict(config.model)
+    if vectors_dim is not None:
+        options.setdefault("embedding_dim", vectors_dim)
+    model = create_model(config.arch, vocab_size=vocab_size, num_classes=num_classes, **options)
+    return dataclasses.asdict(model.config)
+
+
+def _pretrained_vectors(config: TrainConfig, itos: list[str]) -> tuple[np.ndarray | None, float | None]:
+    if not config.embeddings:
+        return None, None
+    from textclf.models.embeddings import load_vectors
+
+    vectors, coverage, dim = load_vectors(config.embeddings, itos)
+    expected = config.model.get("embedding_dim")
+    if expected is not None and expected != dim:
+        raise ConfigError(f"--embeddings has {dim}-dimensional vectors but model.embedding_dim is {expected}")
+    print(f"pretrained vectors: {dim} dims, {coverage:.1%} of the vocabulary covered", file=sys.stderr)
+    return vectors.numpy(), coverage
+
+
+def _class_weights(config: TrainConfig, labels: list[str], counts: dict[str, int]) -> list[float] | None:
+    if config.class_weights == "none":
+        return None
+    total = sum(counts.values())
+    return [total / (len(labels) * counts[name]) for name in labels]  # sklearn's "balanced"
+
+
+def _baselines(data) -> dict[str, float]:
+    """Validation macro-F1 of the majority label and of naive Bayes (on at most BASELINE_ROWS training
+    rows), to tell a model that did not learn from one that did."""
+    import pyarrow as pa
+    import ray
+
+    train = pa.concat_tables(ray.get(data.train.limit(BASELINE_ROWS).to_arrow_refs()))
+    validation = pa.concat_tables(ray.get(data.validation.to_arrow_refs()))
+    index = {name: i for i, name in enumerate(data.labels)}
+    truth = np.bincount(validation.column("label").to_numpy(), minlength=len(index))
+    majority = max(data.labels, key=lambda name: data.label_counts.get(name, 0))
+    confusion = np.zeros((len(index), len(index)), np.int64)
+    confusion[:, index[majority]] = truth
+    return {"majority": metrics_from_confusion(confusion, data.labels)["macro_f1"],
+            "naive_bayes": naive_bayes_macro_f1(train, validation, data.labels, len(data.vocab))}
+
+
+def _write_bundle(result, config, data, model_config, coverage, baselines, out_dir: Path, storage_path: str,
+                  elapsed: float) -> dict:
+    from textclf.training.checkpoint import load_training_state
+    from textclf.models import create_model
+    from textclf.evaluation.report import write_report
+
+    with result.checkpoint.as_directory() as directory:
+        _, best_state, _, state = load_training_state(Path(directory))
+    model = create_model(config.arch, **model_config)
+    model.load_state_dict(best_state)
+    history = state["history"]
+    best = next(h for h in history if h["epoch"] == state["best_epoch"])
+    metrics = metrics_from_confusion(np.asarray(best["val_confusion"]), data.labels)
+    curves = [{k: v for k, v in h.items() if k != "val_confusion"} for h in history]
+    warning = quality_warning(best["val_confusion"], metrics["macro_f1"], baselines)
+    info = {
+        "train_config": config.to_dict(),
+        "metrics": {"validation": metrics, "best_epoch": state["best_epoch"]},
+        "quality": {"baselines_macro_f1": baselines, "warning": warning},
+        "history": curves,
+        "data": {"rows": data.rows, "label_counts": data.label_counts, "vocab_size": len(data.vocab),
+                 "embedding_coverage": coverage},
+        "resumed_after_epochs": state.get("resumed_after", []),  # one entry per restart from a checkpoint
+        "training_time_s": round(elapsed, 2),
+    }
+    tmp = out_dir.with_name(out_dir.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tokenizer = TokenizerConfig(lang=config.lang, lowercase=config.lowercase)
+    save_bundle(tmp, model, config.arch, data.vocab, data.labels, tokenizer, config.max_tokens, info)
+    write_report(tmp / "report", metrics, curves, state["best_epoch"])
+    if out_dir.exists():
+        shutil.rmtree(out_dir)
+    os.replace(tmp, out_dir)
+    return {"bundle": str(out_dir), "checkpoints": storage_path, "best_epoch": state["best_epoch"],
+            "epochs_run": len(history), "resumed_after_epochs": state.get("resumed_after", []),
+            "val_accuracy": metrics["accuracy"], "val_macro_f1": metrics["macro_f1"],
+            "padding_efficiency": best["padding_efficiency"], "training_time_s": round(elapsed, 2),
+            "baselines_macro_f1": baselines, "warning": warning}
