@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import logging
-import os
-import sys
 from pathlib import Path
 
 import click
@@ -53,7 +50,8 @@ def cli() -> None:
               help="Adam learning rate (default 1e-3; bow: 5e-4 per class, at most 1e-2).")
 @click.option("--seed", type=int, help="Random seed (default 0).")
 @click.option("--patience", type=int,
-              help="Stop after this many epochs without a better validation macro-F1 (default 3; 0: never).")
+              help="Stop after this many epochs in which neither validation macro-F1 nor loss improved "
+                   "(default 3; 0: never).")
 @click.option("--min-epochs", type=int, help="Epochs before early stopping may end the run (default 5).")
 @click.option("--embeddings", type=click.Path(), help="Pretrained vectors, GloVe or word2vec text (.gz ok).")
 @click.option("--freeze-embeddings/--tune-embeddings", default=None, help="Keep pretrained vectors fixed.")
@@ -80,8 +78,11 @@ def train(train_path, validation_path, out_dir, config_path, resume, address, st
     click.echo(f"best epoch {summary['best_epoch']} of {summary['epochs_run']}: validation accuracy "
                f"{summary['val_accuracy']:.4f}, macro-F1 {summary['val_macro_f1']:.4f}, "
                f"padding efficiency {summary['padding_efficiency']:.3f}, {summary['training_time_s']:.1f} s")
-    click.echo(f"bundle: {summary['bundle']}  (report: {summary['bundle']}/report, "
-               f"checkpoints: {summary['checkpoints']})")
+    click.echo(f"bundle: {summary['bundle']}  (report: {summary['bundle']}/report)")
+    size = summary["checkpoints_bytes"]
+    click.echo(f"checkpoints: {summary['checkpoints']}" + (
+        f" ({size / 2**20:,.0f} MiB; only --resume needs them: delete the folder to free the space)"
+        if size is not None else ""))
     baselines = summary["baselines_macro_f1"]
     click.echo(f"baselines on the same validation rows: majority label macro-F1 {baselines['majority']:.4f}, "
                f"naive Bayes {baselines['naive_bayes']:.4f}")
@@ -123,7 +124,7 @@ def evaluate(model_dir, data, text_column, label_column, as_json, precision) -> 
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per line (label, confidence, probs).")
 @PRECISION_OPTION
 def predict(model_dir, texts, as_json, precision) -> None:
-    """Label texts given as arguments, or one per line on stdin.
+    """Label texts given as arguments, or one per line on stdin (an empty text gets no label).
 
     \b
     Example:
@@ -134,10 +135,21 @@ def predict(model_dir, texts, as_json, precision) -> None:
 
     from textclf.inference.predictor import Predictor
 
+    import pyarrow as pa
+
+    from textclf.labeling.labeler import readable_texts
+
     predictor = Predictor(model_dir, precision=precision)
     texts = list(texts) or [line.rstrip("\n") for line in sys.stdin]
-    probs = predictor.predict_proba(texts)
-    for text, row in zip(texts, probs):
+    # the rule `label` applies: an empty or whitespace-only text gets no label
+    _, errors = readable_texts(pa.array(texts, pa.string()))
+    probs = iter(predictor.predict_proba([t for t, error in zip(texts, errors) if error is None]))
+    for text, error in zip(texts, errors):
+        if error is not None:
+            click.echo(json.dumps({"text": text, "label": None, "confidence": None, "error": error}) if as_json
+                       else f"\t\t{text}")
+            continue
+        row = next(probs)
         best = int(row.argmax())
         label, confidence = predictor.labels[best], float(row[best])
         if as_json:
@@ -223,22 +235,8 @@ def label(model_dir, input_spec, output, text_column, id_column, keep_columns, p
 
 
 def main() -> None:
-    """The `textclf` console script: the click group, then an exit without interpreter teardown.
-
-    By then every output is committed, Ray is shut down and only the streams need flushing; Python's
-    final garbage collection over what Ray Data and torch leave behind took 0.5 s of any command that
-    loads torch and 1.1 s of a label run."""
-    try:
-        cli()  # click's standalone mode always ends in SystemExit
-    except SystemExit as done:
-        code = done.code
-    if isinstance(code, str):  # sys.exit("message"): Python prints it and exits 1
-        print(code, file=sys.stderr)
-        code = 1
-    logging.shutdown()
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os._exit(code or 0)
+    """The `textclf` console script."""
+    cli()
 
 
 if __name__ == "__main__":

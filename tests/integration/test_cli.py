@@ -60,8 +60,7 @@ def test_predict_reads_stdin_and_prints_json(bundle_dir):
 
 
 def test_console_script_flushes_its_output_and_keeps_exit_codes(bundle_dir, tmp_path):
-    """main() ends with os._exit (no interpreter teardown): piped output must still arrive whole and the
-    exit codes must stay those of the command."""
+    """The console script: piped output arrives whole and the exit codes are those of the command."""
     def console(*args):
         return subprocess.run([sys.executable, "-m", "textclf.cli", *map(str, args)], capture_output=True, text=True)
 
@@ -73,6 +72,16 @@ def test_console_script_flushes_its_output_and_keeps_exit_codes(bundle_dir, tmp_
     assert bad.returncode == 2
     assert bad.stderr.strip().startswith("Error:") and len(bad.stderr.strip().splitlines()) == 1
     assert console("predict").returncode == 2  # click's usage error
+
+
+def test_predict_gives_an_empty_text_no_label_as_label_does(bundle_dir):
+    result = run("predict", bundle_dir, "good film", "", "   ")
+    assert result.exit_code == 0, result.output
+    lines = result.output.split("\n")[:3]
+    assert lines[0].split("\t")[0] in ("neg", "pos") and lines[1:] == ["\t\t", "\t\t   "]
+    as_json = [json.loads(line) for line in run("predict", bundle_dir, "--json", "", "good").output.splitlines()]
+    assert as_json[0] == {"text": "", "label": None, "confidence": None, "error": "empty text"}
+    assert as_json[1]["label"] in ("neg", "pos")
 
 
 def test_evaluate_json_has_the_contract_keys(bundle_dir, tiny_corpus):

@@ -158,3 +158,9 @@ def test_an_output_inside_the_input_folder_is_not_read_as_input(label_bundles, c
     first = label(label_bundles[0], str(source), str(out))
     assert label(label_bundles[0], str(source), str(out))["already_complete"]  # was refused: its own outputs
     assert first["rows_in"] == 900 and all("/labeled/" not in i["path"] for i in first["inputs"])
+
+
+def test_the_manifest_gives_the_rate_the_progress_showed(label_bundles, corpus, tmp_path, ray_local):
+    manifest = label(label_bundles[0], str(corpus), str(tmp_path / "out"))
+    assert 0 < manifest["labeling_s"] <= manifest["elapsed_s"]
+    assert manifest["docs_per_s"] == pytest.approx(manifest["rows_this_run"] / manifest["labeling_s"], rel=0.01)

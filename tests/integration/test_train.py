@@ -194,3 +194,20 @@ def test_a_model_that_did_not_learn_is_named_in_one_line_and_in_the_bundle(multi
     assert len(warnings) == 1 and "--epochs" in warnings[0]  # one line, saying what to try
     assert json.loads((out / "model.json").read_text())["quality"]["warning"] == warnings[0].removeprefix("warning: ")
 
+
+
+def test_training_progress_in_a_job_log_is_plain_json_lines(tiny_corpus, small_bow_config, tmp_path):
+    import subprocess
+    import sys
+
+    # stderr is a pipe, as in a Ray job's log: every progress record must parse as JSON on its own line
+    done = subprocess.run([sys.executable, "-m", "textclf.cli", "train", "--train", str(tiny_corpus / "train"),
+                           "--validation", str(tiny_corpus / "validation"), "--out", str(tmp_path / "m"),
+                           "--epochs", "2", "--config", str(small_bow_config)],
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    records = [json.loads(line) for line in done.stderr.splitlines() if line.startswith("{")]
+    assert [r["epoch"] for r in records if r["event"] == "epoch"] == [1, 2]
+    assert not [line for line in done.stderr.splitlines() if '{"event"' in line and not line.startswith("{")]
+    # and the end says what the checkpoints beside the bundle weigh and that only --resume needs them
+    assert f"checkpoints: {tmp_path / 'm.checkpoints'} (" in done.stdout and "only --resume needs them" in done.stdout

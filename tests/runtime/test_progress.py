@@ -19,3 +19,11 @@ def test_json_lines_are_throttled(capsys):
     for _ in range(100):
         progress.update(1)
     assert capsys.readouterr().err == ""
+
+
+def test_the_bar_ends_with_the_last_fields_not_a_stale_description(capsys):
+    progress = Progress("label", total=10, interactive=True)
+    progress.update(5, tokens_per_s=100)  # described: the first update with fields
+    progress.update(5, tokens_per_s=250)  # within a second: not described yet
+    progress.close()
+    assert progress._bar.desc.startswith("label tokens_per_s=250")

@@ -50,7 +50,7 @@ BATCHES = [(IDS, LENGTHS), (torch.tensor([[4, 9, 3], [5, 5, 5]]), LENGTHS), (tor
 
 
 def _torch_optimizers(model, lr, weight_decay):
-    """What textclf's Adam replaces: torch.optim.Adam for dense parameters, SparseAdam for the tables."""
+    """torch.optim.Adam for dense parameters and SparseAdam for the tables, set up by hand."""
     tables = SparseTables(model, CPU)
     dense = [p for p in model.parameters() if all(p is not t for t in tables.params)]
     return [torch.optim.Adam(dense, lr=lr, weight_decay=weight_decay), torch.optim.SparseAdam(tables.params, lr=lr)]
@@ -76,8 +76,8 @@ def test_updates_are_torch_adam_and_sparse_adam_step_for_step():
 
 
 def test_optimizer_state_saved_by_the_torch_optimizers_loads_and_continues_the_same():
-    """A checkpoint written before textclf had its own Adam: {"state", "param_groups"} merged from
-    torch's two optimizers, the tables' group flagged sparse."""
+    """A checkpoint's optimizer state: {"state", "param_groups"} merged from torch's two optimizers,
+    the tables' group flagged sparse (the shape every textclf version has written)."""
     theirs = _bow()
     reference = _torch_optimizers(theirs, lr=0.05, weight_decay=0.0)
     for ids, lengths in BATCHES[:2]:

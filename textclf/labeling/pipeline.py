@@ -98,6 +98,7 @@ class _RunStats:
     """What this run measured, for the manifest."""
 
     padding: PaddingStats = field(default_factory=PaddingStats)
+    labeling_s: float = 0.0  # from the pipeline's start (Ray up) to its last row: the progress bar's clock
     rows_per_node: dict[str, int] = field(default_factory=dict)  # labeled by the actors of each Ray node
 
 
@@ -306,6 +307,7 @@ def _run_pipeline(model_dir: str, filesystem, pending: list[_FileState], out: Pa
                             tokens_per_s=round(padding.real_tokens / elapsed) if elapsed else 0,
                             padding_efficiency=padding.efficiency)
         progress.close()
+        stats.labeling_s = time.monotonic() - progress.started
     for state in pending:  # an input that did not deliver every row is not committed
         if state.done != state.source.rows:
             state.failed = f"read stopped after {state.done} of {state.source.rows} rows"
@@ -446,9 +448,11 @@ def _write_manifest(out: Path, run: dict, states: list[_FileState], rows_done: i
     manifest = {"model_sha256": run["model_sha256"], "input": run["input"], "inputs": inputs,
                 "outputs": [e["output"] for e in inputs if e["output"]], "rows_in": rows_in,
                 "rows_labeled": rows_labeled, "rows_error": rows_error, "failed_files": failed,
-                "rows_this_run": rows_done, "elapsed_s": round(elapsed, 2),
-                "docs_per_s": round(rows_done / elapsed, 1) if elapsed and rows_done else None,
-                "tokens_per_s": round(padding.real_tokens / elapsed, 1) if elapsed and rows_done else None,
+                "rows_this_run": rows_done, "elapsed_s": round(elapsed, 2), "labeling_s": round(stats.labeling_s, 2),
+                # the rates the progress showed: over the labeling, Ray's start and the commits aside
+                "docs_per_s": round(rows_done / stats.labeling_s, 1) if stats.labeling_s and rows_done else None,
+                "tokens_per_s": (round(padding.real_tokens / stats.labeling_s, 1)
+                                 if stats.labeling_s and rows_done else None),
                 "padding_efficiency": round(padding.efficiency, 4) if rows_done else None,
                 "rows_per_node": stats.rows_per_node}
     tmp = out / (TMP_PREFIX + MANIFEST)

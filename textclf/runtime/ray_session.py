@@ -9,6 +9,7 @@ import socket
 from typing import Iterator
 
 from textclf.errors import UsageError
+from textclf.runtime.compat import ray_data_stats_actor, reload_ray_config, set_ray_cluster_flag
 
 # A local session serves one command on one machine: nothing scrapes its metrics and no node of it can be
 # preempted, so the processes doing that only take CPU from the workers (steps ran ~10% slower on 2 cores).
@@ -35,8 +36,7 @@ def ray_session(address: str | None = None, num_cpus: int | None = None, dashboa
     Two options spare a local session processes it does not need. Every Ray Python process wakes
     100 times a second (its task loop checks for signals every 10 ms), and on a small machine each
     wakeup preempts a compute thread. dashboard=False drops the dashboard and its dozen processes;
-    a local session then also starts without the dashboard's head process and the autoscaler monitor
-    (see _without_head_monitors). keep_idle_workers=False lets Ray end a worker process after a
+    keep_idle_workers=False lets Ray end a worker process after a
     second idle instead of keeping one per free CPU: right for a long run of a few busy actors
     (training), wrong where tasks come and go (labeling would restart worker processes)."""
     import ray
@@ -62,31 +62,12 @@ def ray_session(address: str | None = None, num_cpus: int | None = None, dashboa
                           dashboard_port=port, _node_ip_address="127.0.0.1")
         elif _is_loopback(address):  # a head on this machine (cluster/local.sh): join it as 127.0.0.1
             local.enter_context(_keep_loopback_ip())
-        with _without_head_monitors() if address is None and not dashboard else contextlib.nullcontext():
-            ray.init(address=address, **kwargs)
+        ray.init(address=address, **kwargs)
         _quiet_ray_data()
         try:
             yield address is None
         finally:
             ray.shutdown()
-
-
-@contextlib.contextmanager
-def _without_head_monitors() -> Iterator[None]:
-    """Start a local head without its dashboard and autoscaler-monitor processes. With
-    include_dashboard=False Ray 2.60 still starts the dashboard process, serving only its usage-stats
-    module (off here: no job server, no state API), and ray.init waits for it before it starts the
-    raylet (~1.8 s of a 5.5 s ray.init on 2 cores). The autoscaler monitor acts on a cluster's
-    autoscaling config, and a local session has none. Both are Python processes that take CPU from
-    the start of the command's own work."""
-    from ray._private.node import Node
-
-    saved = Node.start_api_server, Node.start_monitor
-    Node.start_api_server = Node.start_monitor = lambda self, **kwargs: None
-    try:
-        yield
-    finally:
-        Node.start_api_server, Node.start_monitor = saved
 
 
 @contextlib.contextmanager
@@ -104,14 +85,12 @@ def _loopback_only(extra_env: dict[str, str]) -> Iterator[int]:
     watching and sets two poll intervals; `extra_env` adds Ray settings for this session. All but
     RAY_AUTH_MODE is restored on exit (values the user set are kept).
     """
-    from ray._raylet import Config
-
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     os.environ.setdefault("RAY_AUTH_MODE", "token")  # ray.init would set it too, with a warning
     with _keep_loopback_ip({"RAY_API_SERVER_ADDRESS": f"http://127.0.0.1:{port}", **LOCAL_QUIET_ENV, **extra_env}):
-        Config.initialize("")
+        reload_ray_config()
         yield port
 
 
@@ -120,10 +99,10 @@ def stop_data_stats_actor() -> None:
     starts it again if it runs later. Only for a local session: on a cluster other jobs use it. (Its
     autoscaling coordinator stays: Ray Train registers its workers' resources there.)"""
     import ray
-    from ray.data._internal.stats import STATS_ACTOR_NAME, STATS_ACTOR_NAMESPACE
 
+    name, namespace = ray_data_stats_actor()
     try:
-        ray.kill(ray.get_actor(STATS_ACTOR_NAME, namespace=STATS_ACTOR_NAMESPACE), no_restart=True)
+        ray.kill(ray.get_actor(name, namespace=namespace), no_restart=True)
     except ValueError:  # never started
         pass
 
@@ -138,19 +117,16 @@ def _keep_loopback_ip(extra_env: dict[str, str] | None = None) -> Iterator[None]
     """Keep 127.0.0.1 as this process's node IP (RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0, see above),
     for starting local Ray and for joining a head on this machine: without it a driver looks for the
     head at the machine's external IP and times out. Environment and flag are restored on exit."""
-    from ray._private import ray_constants
-
     env = {"RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0", **(extra_env or {})}
     saved_env = {k: os.environ.get(k) for k in env}
-    saved_flag = ray_constants.ENABLE_RAY_CLUSTER
     for k, v in env.items():
         os.environ.setdefault(k, v)
-    ray_constants.ENABLE_RAY_CLUSTER = ray_constants.env_bool(
-        "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", True)
+    saved_flag = set_ray_cluster_flag(os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"].lower() not in ("0", "false"))
     try:
         yield
     finally:
-        ray_constants.ENABLE_RAY_CLUSTER = saved_flag
+        if saved_flag is not None:
+            set_ray_cluster_flag(saved_flag)
         for k, v in saved_env.items():
             if v is None:
                 os.environ.pop(k, None)

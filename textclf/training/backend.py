@@ -6,6 +6,9 @@ config and backend import nothing of torch; the workers run Ray's own torch set-
 torch anyway), and the controller imports Ray's torch backend only to start a process group, which a
 single worker does not get: it has no peer to reduce with (`prepare_model` wraps DDP only for more
 than one), and gloo's store thread would wake about 110 times a second beside its steps.
+
+The pieces of Ray this needs are private (textclf.runtime.compat); where they are gone, `backend_config`
+gives Ray's public TorchConfig instead and ImportTorchBackendEarly is None.
 """
 
 from __future__ import annotations
@@ -13,7 +16,16 @@ from __future__ import annotations
 import threading
 
 from ray.train.backend import Backend, BackendConfig
-from ray.train.v2._internal.execution.callback import ControllerCallback
+
+from textclf.runtime import compat
+
+
+def backend_config() -> BackendConfig:
+    if compat.ControllerCallback is None:
+        from ray.train.torch import TorchConfig
+
+        return TorchConfig()
+    return TorchBackendConfig()
 
 
 class TorchBackendConfig(BackendConfig):
@@ -31,9 +43,7 @@ class TorchBackendConfig(BackendConfig):
 
     @property
     def framework(self):
-        from ray.train.v2._internal.util import TrainingFramework
-
-        return TrainingFramework.TORCH
+        return compat.torch_training_framework()
 
 
 class TorchBackend(Backend):
@@ -54,32 +64,31 @@ class TorchBackend(Backend):
             worker_group.execute(_shutdown_torch)
 
 
-class ImportTorchBackendEarly(ControllerCallback):
-    """For more than one worker: the controller imports Ray's torch backend while the workers start,
-    not after, when their process group waits on it."""
+if compat.ControllerCallback is None:
+    ImportTorchBackendEarly = None
+else:
+    class ImportTorchBackendEarly(compat.ControllerCallback):
+        """For more than one worker: the controller imports Ray's torch backend while the workers start,
+        not after, when their process group waits on it."""
 
-    def __init__(self, workers: int) -> None:
-        self.workers = workers
+        def __init__(self, workers: int) -> None:
+            self.workers = workers
 
-    def after_controller_start(self, train_run_context) -> None:
-        if self.workers > 1:
-            threading.Thread(target=_ray_torch_backend, name="import-torch-backend", daemon=True).start()
+        def after_controller_start(self, train_run_context) -> None:
+            if self.workers > 1:
+                threading.Thread(target=_ray_torch_backend, name="import-torch-backend", daemon=True).start()
 
 
 def _ray_torch_backend():
-    from ray.train.torch.config import TorchConfig, _TorchBackend
+    from ray.train.torch.config import TorchConfig
 
-    return _TorchBackend(), TorchConfig()
+    return compat.ray_torch_backend(), TorchConfig()
 
 
 # Run on the workers, which import torch for training anyway.
 def _set_torch_distributed_env_vars() -> None:
-    from ray.train.torch.config import _set_torch_distributed_env_vars as set_env_vars
-
-    set_env_vars()
+    compat.set_torch_distributed_env_vars()
 
 
 def _shutdown_torch() -> None:
-    from ray.train.torch.config import _shutdown_torch as shutdown
-
-    shutdown(destroy_process_group=False)
+    compat.shutdown_torch()

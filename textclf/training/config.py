@@ -32,7 +32,7 @@ class TrainConfig:
     weight_decay: float = 0.0
     clip_norm: float = 5.0
     seed: int = 0
-    patience: int = 3  # epochs without a better validation macro-F1 before stopping
+    patience: int = 3  # epochs in which neither validation macro-F1 nor loss improved, before stopping
     min_epochs: int = 5  # no early stop before: a many-class model can sit at the majority class a while
     min_freq: int = 2
     max_vocab: int = 25_000

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import os
 import shutil
 import sys
-import threading
 import time
 from pathlib import Path
 
@@ -16,10 +16,11 @@ import numpy as np
 from textclf.bundle import save_bundle
 from textclf.training.config import TrainConfig, default_lr
 from textclf.errors import BundleError, ConfigError, TextclfError
+from textclf.runtime.compat import checkpoint_snapshot_filename, unused_trainer_callbacks
 from textclf.runtime.faults import worker_env
 from textclf.evaluation.metrics import metrics_from_confusion
 from textclf.runtime.precision import check_local_precision
-from textclf.runtime.progress import is_interactive
+from textclf.runtime.progress import JsonRelay, is_interactive
 from textclf.runtime.ray_session import ray_session, stop_data_stats_actor
 from textclf.text.tokenizer import TokenizerConfig
 from textclf.training.data import check_inputs, prepare_training_data
@@ -63,7 +64,6 @@ def train(config: TrainConfig, train_path: str, validation_path: str | None, out
     # share the machine with Ray's own processes: ray_session's options leave out those not needed.
     with ray_session(address, num_cpus=max(local_cpus, config.workers) + 1, dashboard=False,
                      keep_idle_workers=False) as local_session:
-        _import_torch_meanwhile()
         data = prepare_training_data(config, train_path, validation_path)
         config = dataclasses.replace(config, lr=config.lr or default_lr(config.arch, len(data.labels)))
         import ray
@@ -76,6 +76,8 @@ def train(config: TrainConfig, train_path: str, validation_path: str | None, out
         model_config = _model_config(config, len(data.vocab), len(data.labels),
                                      vectors.shape[1] if vectors is not None else None)
         cluster_cpus = int(ray.cluster_resources().get("CPU", local_cpus))
+        interactive = is_interactive()
+        relay = None if interactive else JsonRelay()  # plain JSON lines in job logs
         loop_config = {
             **config.to_dict(),
             "model_config": model_config,
@@ -84,7 +86,8 @@ def train(config: TrainConfig, train_path: str, validation_path: str | None, out
             "threads_per_worker": max(1, min(local_cpus, cluster_cpus) // config.workers),
             "class_weights": _class_weights(config, data.labels, data.label_counts),
             "vectors": ray.put(vectors) if vectors is not None else None,
-            "interactive": is_interactive(),
+            "interactive": interactive,
+            "events": relay.queue if relay else None,
             "checkpoint_dir": str(run_dir.resolve()) if "://" not in storage_path else None,
             "train_shards": _shards(data.train, config.workers),
             "validation_blocks": data.validation.to_arrow_refs(),
@@ -107,19 +110,13 @@ def train(config: TrainConfig, train_path: str, validation_path: str | None, out
                                                                   **worker_malloc_env(),
                                                                   **worker_env().get("env_vars", {})}}),
         )
-        result = _fit(trainer)
+        with relay or contextlib.nullcontext():
+            result = _fit(trainer)
         # Written before Ray shuts down, not beside it: any Python code that runs while ray.shutdown
         # tears down the core worker can end the process (exit 1, "The core worker has already been
         # shutdown"), which a CI run once hit when the bundle was written in a thread meanwhile.
         return _write_bundle(result, config, data, model_config, coverage, baselines, out_dir, storage_path,
                              time.monotonic() - started)
-
-
-def _import_torch_meanwhile() -> None:
-    """The driver needs torch only after the data is prepared (to check the model's options, then to
-    write the bundle). Importing it (~2.5 s of CPU here) while Ray starts takes it off the critical
-    path: ray.init mostly waits on the processes it starts. A later import waits for this one."""
-    threading.Thread(target=lambda: __import__("textclf.models"), name="import-torch", daemon=True).start()
 
 
 def worker_malloc_env() -> dict[str, str]:
@@ -143,21 +140,19 @@ def _trainer_class(local_session: bool, workers: int = 1):
     no datasets; the placement-group cleaner removes a crashed controller's placement groups, which
     ray.shutdown does anyway when the session is local (and it needs the dashboard). Each would be one
     more process waking 100 times a second."""
-    from ray.train.v2._internal.callbacks.datasets import DatasetsCallback
-    from ray.train.v2._internal.callbacks.placement_group_callback import PlacementGroupCleanerCallback
     from ray.train.v2.api.data_parallel_trainer import DataParallelTrainer
 
-    from textclf.training.backend import ImportTorchBackendEarly, TorchBackendConfig
+    from textclf.training.backend import ImportTorchBackendEarly, backend_config
 
-    unused = (DatasetsCallback, PlacementGroupCleanerCallback) if local_session else (DatasetsCallback,)
+    unused = unused_trainer_callbacks(local_session)
 
     class Trainer(DataParallelTrainer):
         def __init__(self, train_loop_per_worker, **kwargs):
-            super().__init__(train_loop_per_worker, backend_config=TorchBackendConfig(), **kwargs)
+            super().__init__(train_loop_per_worker, backend_config=backend_config(), **kwargs)
 
         def _create_default_callbacks(self):
             kept = [c for c in super()._create_default_callbacks() if not isinstance(c, unused)]
-            return [ImportTorchBackendEarly(workers), *kept]
+            return [ImportTorchBackendEarly(workers), *kept] if ImportTorchBackendEarly else kept
 
     return Trainer
 
@@ -165,12 +160,10 @@ def _trainer_class(local_session: bool, workers: int = 1):
 def _check_latest_checkpoint(run_dir: Path) -> None:
     """Refuse a corrupt checkpoint to resume from here, in one line; in the workers it would fail
     every retry and end as a training failure."""
-    from ray.train.v2._internal.constants import CHECKPOINT_MANAGER_SNAPSHOT_FILENAME
-
     from textclf.training.checkpoint import check_training_state
 
     try:  # Ray Train's JSON record of the reported checkpoints; it resumes from the latest
-        snapshot = json.loads((run_dir / CHECKPOINT_MANAGER_SNAPSHOT_FILENAME).read_text())
+        snapshot = json.loads((run_dir / checkpoint_snapshot_filename()).read_text())
         latest = snapshot["latest_checkpoint_result"]["checkpoint_dir_name"]
     except (OSError, ValueError, KeyError, TypeError):
         return  # no checkpoint reported yet: Ray starts the run over
@@ -284,4 +277,9 @@ def _write_bundle(result, config, data, model_config, coverage, baselines, out_d
             "epochs_run": len(history), "resumed_after_epochs": state.get("resumed_after", []),
             "val_accuracy": metrics["accuracy"], "val_macro_f1": metrics["macro_f1"],
             "padding_efficiency": best["padding_efficiency"], "training_time_s": round(elapsed, 2),
-            "baselines_macro_f1": baselines, "warning": warning}
+            "baselines_macro_f1": baselines, "warning": warning,
+            "checkpoints_bytes": _size(Path(storage_path)) if "://" not in storage_path else None}
+
+
+def _size(folder: Path) -> int:
+    return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())

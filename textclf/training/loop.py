@@ -8,9 +8,10 @@ metrics plus a checkpoint at the end of every epoch.
 from __future__ import annotations
 
 import functools
-import logging
+import json
 import os
 import shutil
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -24,6 +25,7 @@ import torch.distributed as dist
 from textclf.text.batching import BatchingConfig, PaddingStats, bucket_batches, pad_batch
 from textclf.training.checkpoint import load_training_state, save_training_state
 from textclf.text.encoding import list_arrays
+from textclf.runtime.compat import quiet_ray_train_report_log
 from textclf.runtime.faults import fault, fire_limited
 from textclf.evaluation.metrics import confusion_matrix, metrics_from_confusion
 from textclf.models import create_model
@@ -38,7 +40,7 @@ def train_loop_per_worker(cfg: dict) -> None:
     import ray.train
     import ray.train.torch
 
-    _quiet_report_log()
+    quiet_ray_train_report_log()  # textclf prints its own epoch lines
     ctx = ray.train.get_context()
     rank, world = ctx.get_world_rank(), ctx.get_world_size()
     torch.set_num_threads(cfg["threads_per_worker"])
@@ -66,7 +68,7 @@ def train_loop_per_worker(cfg: dict) -> None:
         state.setdefault("resumed_after", []).append(state["epoch"])
         state.setdefault("best_score", -1.0)  # checkpoints of older versions kept the best accuracy
         if rank == 0:
-            _log({"event": "resume", "after_epoch": state["epoch"]}, cfg["interactive"],
+            _log({"event": "resume", "after_epoch": state["epoch"]}, cfg,
                  f"resuming after epoch {state['epoch']} from its checkpoint")
 
     if world > 1:
@@ -82,16 +84,20 @@ def train_loop_per_worker(cfg: dict) -> None:
         record = {"epoch": epoch, **train, **val, "epoch_time_s": round(time.monotonic() - started, 3)}
         state["history"].append(record)
         state["epoch"] = epoch
-        # macro-F1, not accuracy: on imbalanced classes predicting the majority scores well on accuracy
+        # The kept epoch: the best validation macro-F1 (on imbalanced classes accuracy rewards predicting
+        # the majority). Patience counts epochs in which neither it nor the validation loss improved: a
+        # slowly learning model's F1 wobbles by noise for a few epochs while its loss still falls.
+        improved = False
         if val["val_macro_f1"] > state["best_score"]:
-            state.update(best_epoch=epoch, best_score=val["val_macro_f1"], bad_epochs=0)
-            best_state = _cpu_state(core)
-        else:
-            state["bad_epochs"] += 1
+            state.update(best_epoch=epoch, best_score=val["val_macro_f1"])
+            best_state, improved = _cpu_state(core), True
+        if val["val_loss"] < state.get("best_loss", float("inf")):
+            state["best_loss"], improved = val["val_loss"], True
+        state["bad_epochs"] = 0 if improved else state["bad_epochs"] + 1
         patience_ran_out = state["bad_epochs"] >= cfg["patience"] > 0 and epoch >= cfg["min_epochs"]
         stop = patience_ran_out or epoch == cfg["epochs"]
         if rank == 0:
-            _log_epoch(record, state, cfg["interactive"])
+            _log_epoch(record, state, cfg)
         _report(record | {"best_epoch": state["best_epoch"], "stopped": stop}, rank, core, best_state, optimizer, state,
                 cfg["checkpoint_dir"])
         if stop:
@@ -107,14 +113,6 @@ def _table(block_refs: list) -> pa.Table:
     if not tables:
         return pa.table({"ids": pa.array([], pa.list_(pa.int32())), "label": pa.array([], pa.int32())})
     return pa.concat_tables(tables)
-
-
-def _quiet_report_log() -> None:
-    """Ray Train logs every report at INFO on each worker, through a logger named after its file
-    rather than under `ray.train`; textclf prints its own epoch lines instead."""
-    from ray.train.v2._internal.execution import context
-
-    logging.getLogger(context.__file__).setLevel(logging.WARNING)
 
 
 def _cpu_state(module: torch.nn.Module) -> dict[str, torch.Tensor]:
@@ -153,19 +151,19 @@ def _move_checkpoint(checkpoint_dir: str, checkpoint, name: str):
     return ray.train.Checkpoint.from_directory(str(destination))
 
 
-def _log_epoch(record: dict, state: dict, interactive: bool) -> None:
-    _log({"event": "epoch", **record, "best_epoch": state["best_epoch"]}, interactive,
+def _log_epoch(record: dict, state: dict, cfg: dict) -> None:
+    _log({"event": "epoch", **record, "best_epoch": state["best_epoch"]}, cfg,
          f"epoch {record['epoch']}: train_loss {record['train_loss']:.4f}  val_loss {record['val_loss']:.4f}  "
          f"val_accuracy {record['val_accuracy']:.4f}  val_macro_f1 {record['val_macro_f1']:.4f}  "
          f"{record['tokens_per_s']:.0f} tokens/s  (best epoch {state['best_epoch']})")
 
 
-def _log(event: dict, interactive: bool, text: str) -> None:
-    """A line for people in a terminal, one JSON object per line otherwise (job logs)."""
-    import json
-    import sys
-
-    print(text if interactive else json.dumps(event), file=sys.stderr, flush=True)
+def _log(event: dict, cfg: dict, text: str) -> None:
+    """A line for people in a terminal; otherwise one JSON object, relayed to the driver's stderr."""
+    if cfg["events"] is not None:
+        cfg["events"].put(event)
+    else:
+        print(text if cfg["interactive"] else json.dumps(event), file=sys.stderr, flush=True)
 
 
 def _kill_point(rank: int) -> tuple[int, int] | None:
@@ -212,8 +210,9 @@ class _Loop:
         padding, loss_sum, rows = PaddingStats(), 0.0, 0
         progress = None
         if self.rank == 0:
-            progress = Progress(f"epoch {epoch}", self.cfg["train_rows"] // self.world,
-                                interactive=self.cfg["interactive"], in_ray_worker=True)
+            events = self.cfg["events"]
+            progress = Progress(f"epoch {epoch}", self.cfg["train_rows"] // self.world, interactive=self.cfg["interactive"],
+                                in_ray_worker=True, sink=events.put if events is not None else None)
         started = time.monotonic()
         batches, last, step = self._batches(shard, rng), None, 0
         while True:
