@@ -17,6 +17,9 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 test: install
+	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
+	$(PY) -m compileall -q textclf jobs benchmarks
 	$(PY) -m pytest -q --durations=15 tests
 
 DATA := data/rotten-tomatoes

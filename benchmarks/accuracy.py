@@ -17,6 +17,7 @@ import argparse
 import json
 import tempfile
 import time
+from functools import partial
 from pathlib import Path
 
 import pyarrow.parquet as pq
@@ -48,8 +49,11 @@ def tfidf_logreg(data: Path) -> dict:
     fits = {c: LogisticRegression(C=c, max_iter=3000).fit(x_train, train.label) for c in (1, 4, 16, 64)}
     best_c = max(fits, key=lambda c: _scores(val.label, fits[c].predict(x_val))["macro_f1"])
     elapsed = time.monotonic() - started
-    return {"model": f"TF-IDF 1-2 grams + LR (C={best_c})", "train_s": elapsed,
-            **_scores(test.label, fits[best_c].predict(vectorizer.transform(test.text)))}
+    return {
+        "model": f"TF-IDF 1-2 grams + LR (C={best_c})",
+        "train_s": elapsed,
+        **_scores(test.label, fits[best_c].predict(vectorizer.transform(test.text))),
+    }
 
 
 def fasttext_supervised(data: Path) -> dict:
@@ -66,15 +70,17 @@ def fasttext_supervised(data: Path) -> dict:
         for epoch in (5, 10, 25):
             for lr in (0.1, 0.25, 0.5, 1.0):
                 # thread=1 makes fastText deterministic for a given seed
-                model = fasttext.train_supervised(f.name, wordNgrams=2, epoch=epoch, lr=lr, thread=1, seed=0,
-                                                  verbose=0)
+                model = fasttext.train_supervised(f.name, wordNgrams=2, epoch=epoch, lr=lr, thread=1, seed=0, verbose=0)
                 score = _scores(val.label, _fasttext_predict(model, val.text))["macro_f1"]
                 if score > best[0]:
                     best = (score, (epoch, lr), model)
         elapsed = time.monotonic() - started
     _, (epoch, lr), model = best
-    return {"model": f"fastText bigrams (epoch={epoch}, lr={lr})", "train_s": elapsed,
-            **_scores(test.label, _fasttext_predict(model, test.text))}
+    return {
+        "model": f"fastText bigrams (epoch={epoch}, lr={lr})",
+        "train_s": elapsed,
+        **_scores(test.label, _fasttext_predict(model, test.text)),
+    }
 
 
 def _fasttext_lines(texts) -> list[str]:
@@ -85,8 +91,10 @@ def _fasttext_lines(texts) -> list[str]:
 
 def _fasttext_predict(model, texts) -> list[str]:
     # model.predict breaks under numpy 2 (np.array(copy=False)); the C++ binding's predict does not
-    return [model.f.predict(line + "\n", 1, 0.0, "strict")[0][1].removeprefix("__label__")
-            for line in _fasttext_lines(texts)]
+    return [
+        model.f.predict(line + "\n", 1, 0.0, "strict")[0][1].removeprefix("__label__")
+        for line in _fasttext_lines(texts)
+    ]
 
 
 def textclf_row(data: Path, arch: str, workers: int, work: Path) -> dict:
@@ -97,9 +105,14 @@ def textclf_row(data: Path, arch: str, workers: int, work: Path) -> dict:
     out = work / f"{data.name}-{arch}"
     summary = train(TrainConfig(arch=arch, workers=workers), str(data / "train"), str(data / "validation"), out)
     metrics = evaluate(str(out), str(data / "test"))
-    return {"model": f"textclf {arch}", "accuracy": metrics["accuracy"], "macro_f1": metrics["macro_f1"],
-            "train_s": summary["training_time_s"], "best_epoch": summary["best_epoch"],
-            "warning": summary["warning"]}
+    return {
+        "model": f"textclf {arch}",
+        "accuracy": metrics["accuracy"],
+        "macro_f1": metrics["macro_f1"],
+        "train_s": summary["training_time_s"],
+        "best_epoch": summary["best_epoch"],
+        "warning": summary["warning"],
+    }
 
 
 def main() -> None:
@@ -118,8 +131,8 @@ def main() -> None:
     with ray_session():
         for corpus in [c for c in args.corpora.split(",") if c]:
             data = prepared_data(WORK, corpus)
-            runs = [lambda: tfidf_logreg(data)] + ([] if args.no_fasttext else [lambda: fasttext_supervised(data)])
-            runs += [lambda arch=arch: textclf_row(data, arch, args.workers, work) for arch in args.archs.split(",") if arch]
+            runs = [partial(tfidf_logreg, data)] + ([] if args.no_fasttext else [partial(fasttext_supervised, data)])
+            runs += [partial(textclf_row, data, arch, args.workers, work) for arch in args.archs.split(",") if arch]
             reference = None
             for run in runs:
                 row = {"corpus": corpus, **run()}
@@ -129,18 +142,47 @@ def main() -> None:
                 with log.open("a") as f:
                     f.write(json.dumps(row) + "\n")
                 print(json.dumps(row), flush=True)
-    cells = [[r["corpus"], r["model"], f"{r['accuracy']:.4f}", f"{r['macro_f1']:.4f}", f"{r['vs_lr']:.3f}",
-              f"{r['train_s']:.1f}", r.get("best_epoch", "")] for r in rows]
-    headers = ["corpus", "model", "test accuracy", "macro-F1", "macro-F1 / TF-IDF+LR's", "training time (s)",
-               "best epoch"]
-    sizes = {c: {s: pq.read_metadata(next((prepared_data(WORK, c) / s).glob("*.parquet"))).num_rows
-                 for s in ("train", "validation", "test")} for c in dict.fromkeys(r["corpus"] for r in rows)}
-    notes = [f"{c}: {n['train']:,} / {n['validation']:,} / {n['test']:,} train / validation / test rows"
-             for c, n in sizes.items()]
+    cells = [
+        [
+            r["corpus"],
+            r["model"],
+            f"{r['accuracy']:.4f}",
+            f"{r['macro_f1']:.4f}",
+            f"{r['vs_lr']:.3f}",
+            f"{r['train_s']:.1f}",
+            r.get("best_epoch", ""),
+        ]
+        for r in rows
+    ]
+    headers = [
+        "corpus",
+        "model",
+        "test accuracy",
+        "macro-F1",
+        "macro-F1 / TF-IDF+LR's",
+        "training time (s)",
+        "best epoch",
+    ]
+    sizes = {
+        c: {
+            s: pq.read_metadata(next((prepared_data(WORK, c) / s).glob("*.parquet"))).num_rows
+            for s in ("train", "validation", "test")
+        }
+        for c in dict.fromkeys(r["corpus"] for r in rows)
+    }
+    notes = [
+        f"{c}: {n['train']:,} / {n['validation']:,} / {n['test']:,} train / validation / test rows"
+        for c, n in sizes.items()
+    ]
     warned = [f"{r['corpus']} {r['model']}: {r['warning']}" for r in rows if r.get("warning")]
-    emit("accuracy", "Accuracy on the built-in corpora (test splits)", table(headers, cells),
-         notes + [f"textclf trained with --workers {args.workers}, every other option at its default."]
-         + [f"warning: {w}" for w in warned])
+    emit(
+        "accuracy",
+        "Accuracy on the built-in corpora (test splits)",
+        table(headers, cells),
+        notes
+        + [f"textclf trained with --workers {args.workers}, every other option at its default."]
+        + [f"warning: {w}" for w in warned],
+    )
 
 
 if __name__ == "__main__":

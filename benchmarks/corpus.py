@@ -29,7 +29,7 @@ def build_corpus(out: Path, docs: int = 30_000, seed: int = 0) -> Path:
     counts = rng.integers(1, MAX_SNIPPETS + 1, size=docs)  # uniform: lengths spread over 8x
     picks = rng.integers(0, len(snippets), size=int(counts.sum()))
     bounds = np.concatenate([[0], np.cumsum(counts)])
-    texts = [" ".join(snippets[picks[bounds[i]:bounds[i + 1]]]) for i in range(docs)]
+    texts = [" ".join(snippets[picks[bounds[i] : bounds[i + 1]]]) for i in range(docs)]
     out.mkdir(parents=True, exist_ok=True)
     for index, rows in enumerate(np.array_split(np.arange(docs), FILES)):
         ids = [f"doc-{i:07d}" for i in rows]

@@ -12,9 +12,9 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
 
 REPO = Path(__file__).resolve().parent.parent
 WORK = REPO / "runs" / "bench"  # gitignored: corpora, bundles and labeled outputs are cached here
@@ -25,8 +25,7 @@ def prepared_data(work: Path = WORK, corpus: str = "rotten-tomatoes") -> Path:
     """The splits of a built-in corpus, prepared once with `textclf prepare`."""
     data = work / ("data" if corpus == "rotten-tomatoes" else f"data-{corpus}")
     if not (data / "test").is_dir():
-        subprocess.run([TEXTCLF, "prepare", corpus, str(data), "--overwrite"], check=True,
-                       stdout=subprocess.DEVNULL)
+        subprocess.run([TEXTCLF, "prepare", corpus, str(data), "--overwrite"], check=True, stdout=subprocess.DEVNULL)
     return data
 
 
@@ -37,9 +36,27 @@ def bundle(arch: str, work: Path = WORK) -> Path:
     out = work / "bundles" / arch
     if not (out / "model.json").exists():
         data = prepared_data(work)
-        subprocess.run([TEXTCLF, "train", "--train", str(data / "train"), "--validation", str(data / "validation"),
-                        "--out", str(out), "--arch", arch, "--epochs", "1", "--workers", "2"],
-                       check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        subprocess.run(
+            [
+                TEXTCLF,
+                "train",
+                "--train",
+                str(data / "train"),
+                "--validation",
+                str(data / "validation"),
+                "--out",
+                str(out),
+                "--arch",
+                arch,
+                "--epochs",
+                "1",
+                "--workers",
+                "2",
+            ],
+            check=True,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
     return out
 
 

@@ -39,11 +39,16 @@ def seed_checkpoint(arch: str, work: Path) -> Path:
 def run_textclf(arch: str, corpus: Path, work: Path, caller: str = "labeling", precision: str = "auto") -> dict:
     # the caller names the output, so two benchmarks running at once never share an OUTPUT
     out = labeled_dir(arch, corpus, work, caller, precision)
-    timed = run_timed([TEXTCLF, "label", str(bundle(arch, work)), str(corpus), str(out), "--overwrite",
-                       "--precision", precision])
+    timed = run_timed(
+        [TEXTCLF, "label", str(bundle(arch, work)), str(corpus), str(out), "--overwrite", "--precision", precision]
+    )
     manifest = json.loads((out / "_manifest.json").read_text())
-    return {"wall_s": timed.wall_s, "docs": manifest["rows_in"], "labeling_s": manifest["elapsed_s"],
-            "padding_efficiency": manifest["padding_efficiency"]}
+    return {
+        "wall_s": timed.wall_s,
+        "docs": manifest["rows_in"],
+        "labeling_s": manifest["elapsed_s"],
+        "padding_efficiency": manifest["padding_efficiency"],
+    }
 
 
 def labeled_dir(arch: str, corpus: Path, work: Path, caller: str = "labeling", precision: str = "auto") -> Path:
@@ -53,6 +58,7 @@ def labeled_dir(arch: str, corpus: Path, work: Path, caller: str = "labeling", p
 
 def label_agreement(arch: str, corpus: Path, work: Path) -> float:
     """Share of documents whose label is the same in the default (bf16) and the fp32 output."""
+
     def labels(precision: str) -> dict:
         table = ds.dataset(labeled_dir(arch, corpus, work, precision=precision)).to_table(columns=["id", "label"])
         return dict(zip(table.column("id").to_pylist(), table.column("label").to_pylist()))
@@ -66,16 +72,29 @@ def run_seed(arch: str, corpus: Path, work: Path, threads: int | None = None) ->
     cmd = [sys.executable, SEED_SCRIPT, "label", str(seed_checkpoint(arch, work)), str(corpus), str(out)]
     timed = run_timed(cmd + (["--threads", str(threads)] if threads else []))
     result = json.loads(timed.stdout.strip().splitlines()[-1])
-    return {"wall_s": timed.wall_s, "docs": result["docs"], "labeling_s": result["seconds"],
-            "padding_efficiency": result["padding_efficiency"]}
+    return {
+        "wall_s": timed.wall_s,
+        "docs": result["docs"],
+        "labeling_s": result["seconds"],
+        "padding_efficiency": result["padding_efficiency"],
+    }
 
 
 def summarize(model: str, textclf_runs: list[dict], seed_runs: list[dict]) -> list:
     docs = textclf_runs[0]["docs"]
     ours, seed = median([r["wall_s"] for r in textclf_runs]), median([r["wall_s"] for r in seed_runs])
     ours_loop = median([r["labeling_s"] for r in textclf_runs])
-    return [model, f"{docs / ours:,.0f}", f"{docs / ours_loop:,.0f}", f"{docs / seed:,.0f}", f"{seed / ours:.2f}x",
-            textclf_runs[0]["padding_efficiency"], seed_runs[0]["padding_efficiency"], ours, seed]
+    return [
+        model,
+        f"{docs / ours:,.0f}",
+        f"{docs / ours_loop:,.0f}",
+        f"{docs / seed:,.0f}",
+        f"{seed / ours:.2f}x",
+        textclf_runs[0]["padding_efficiency"],
+        seed_runs[0]["padding_efficiency"],
+        ours,
+        seed,
+    ]
 
 
 def main() -> None:
@@ -83,11 +102,13 @@ def main() -> None:
     parser.add_argument("--docs", type=int, default=30_000, help="documents in the corpus (default 30,000)")
     parser.add_argument("--archs", default="bilstm,bow,cnn", help="comma-separated: bilstm, bow, cnn")
     parser.add_argument("--repeats", type=int, default=1, help="runs of each side; the table shows medians")
-    parser.add_argument("--seed-threads", type=int,
-                        help="torch threads of the seed-style loop (default: torch's, one per core)")
+    parser.add_argument(
+        "--seed-threads", type=int, help="torch threads of the seed-style loop (default: torch's, one per core)"
+    )
     parser.add_argument("--work", type=Path, default=WORK, help="cache folder (default runs/bench)")
-    parser.add_argument("--no-fp32", action="store_true",
-                        help="skip textclf's extra --precision fp32 runs on a CPU with native bf16")
+    parser.add_argument(
+        "--no-fp32", action="store_true", help="skip textclf's extra --precision fp32 runs on a CPU with native bf16"
+    )
     args = parser.parse_args()
 
     from textclf.runtime.precision import native_bf16_cpu
@@ -114,22 +135,38 @@ def main() -> None:
         else:
             rows.append(summarize(arch, runs["textclf"], runs["seed"]))
     (args.work / "labeling.json").write_text(json.dumps({"docs": args.docs, "results": results}, indent=1))
-    headers = ["model", "textclf docs/s (whole command)", "textclf docs/s (labeling only)",
-               "seed-style docs/s (whole command)", "speed-up (target >= 3x for bilstm)",
-               "textclf padding efficiency", "seed-style padding efficiency", "textclf wall (s)", "seed-style wall (s)"]
-    emit("labeling", f"Labeling {args.docs:,} mixed-length documents (1-8 snippets each)", table(headers, rows), [
-        f"Median of {args.repeats} run(s) per side, interleaved. Whole command: process start to exit, "
-        "Ray start-up included for textclf; labeling only: textclf's own elapsed time from `_manifest.json`.",
-        "Seed-style: one process, regex tokens, 64 rows per batch in file order, `pad_sequence`, no packing, "
-        f"same layer sizes (random weights), torch threads: {args.seed_threads or 'default'}. "
-        "Padding efficiency: real tokens / padded tokens.",
-        *([precision_note(results)] if also_fp32 else [])])
+    headers = [
+        "model",
+        "textclf docs/s (whole command)",
+        "textclf docs/s (labeling only)",
+        "seed-style docs/s (whole command)",
+        "speed-up (target >= 3x for bilstm)",
+        "textclf padding efficiency",
+        "seed-style padding efficiency",
+        "textclf wall (s)",
+        "seed-style wall (s)",
+    ]
+    emit(
+        "labeling",
+        f"Labeling {args.docs:,} mixed-length documents (1-8 snippets each)",
+        table(headers, rows),
+        [
+            f"Median of {args.repeats} run(s) per side, interleaved. Whole command: process start to exit, "
+            "Ray start-up included for textclf; labeling only: textclf's own elapsed time from `_manifest.json`.",
+            "Seed-style: one process, regex tokens, 64 rows per batch in file order, `pad_sequence`, no packing, "
+            f"same layer sizes (random weights), torch threads: {args.seed_threads or 'default'}. "
+            "Padding efficiency: real tokens / padded tokens.",
+            *([precision_note(results)] if also_fp32 else []),
+        ],
+    )
 
 
 def precision_note(results: dict) -> str:
     agreement = ", ".join(f"{arch} {runs['bf16_label_agreement']:.2%}" for arch, runs in results.items())
-    return ("This CPU has native bf16, so textclf's default precision (auto) is bf16; the seed-style loop runs "
-            f"float32. Documents with the same label in textclf's bf16 and fp32 outputs: {agreement}.")
+    return (
+        "This CPU has native bf16, so textclf's default precision (auto) is bf16; the seed-style loop runs "
+        f"float32. Documents with the same label in textclf's bf16 and fp32 outputs: {agreement}."
+    )
 
 
 if __name__ == "__main__":

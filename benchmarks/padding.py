@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import argparse
 import os
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Iterable
 
 import numpy as np
 import pyarrow.parquet as pq
@@ -56,9 +56,9 @@ def training_batches(lengths: np.ndarray, seed: int = 0) -> Iterable[np.ndarray]
 def labeling_batches(lengths: np.ndarray) -> Iterable[np.ndarray]:
     """As the labeling actors make them: each inference call's rows sorted by length and cut under
     the inference token budget (equal calls of consecutive rows, one actor per core as local Ray runs)."""
-    from textclf.text.batching import bucket_batches
     from textclf.inference.predictor import INFERENCE_BATCHING
     from textclf.labeling.pipeline import call_rows
+    from textclf.text.batching import bucket_batches
 
     size = call_rows(len(lengths), os.cpu_count() or 1)
     for start in range(0, len(lengths), size):
@@ -69,8 +69,8 @@ def labeling_batches(lengths: np.ndarray) -> Iterable[np.ndarray]:
 
 def token_lengths(texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
     """(textclf's, the seed's) token counts per text, both cut at textclf's max_tokens and at least 1."""
-    from textclf.training.config import TrainConfig
     from textclf.text.tokenizer import Tokenizer
+    from textclf.training.config import TrainConfig
 
     cap = TrainConfig().max_tokens
     ours = np.array([len(t) for t in Tokenizer().tokenize_batch(texts)])
@@ -80,9 +80,15 @@ def token_lengths(texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
 
 def row(name: str, texts: list[str]) -> list:
     ours, seed = token_lengths(texts)
-    return [name, f"{len(texts):,}", f"{ours.mean():.1f}", efficiency(ours, training_batches(ours)),
-            efficiency(ours, labeling_batches(ours)), efficiency(ours, file_order(len(ours))),
-            efficiency(seed, file_order(len(seed)))]
+    return [
+        name,
+        f"{len(texts):,}",
+        f"{ours.mean():.1f}",
+        efficiency(ours, training_batches(ours)),
+        efficiency(ours, labeling_batches(ours)),
+        efficiency(ours, file_order(len(ours))),
+        efficiency(seed, file_order(len(seed))),
+    ]
 
 
 def main() -> None:
@@ -93,12 +99,25 @@ def main() -> None:
     train = pq.read_table(prepared_data(args.work) / "train", columns=["text"]).column("text").to_pylist()
     corpus = pq.read_table(corpus_dir(args.work, args.docs), columns=["text"]).column("text").to_pylist()
     rows = [row("rotten-tomatoes train", train), row(f"mixed-length corpus ({args.docs:,} docs)", corpus)]
-    headers = ["data", "rows", "mean tokens", "textclf training batches", "textclf labeling batches",
-               "64 rows in file order (textclf tokens)", "64 rows in file order (seed regex tokens)"]
-    emit("padding", "Padding efficiency: real tokens / padded tokens (target >= 0.95)", table(headers, rows), [
-        "Training: one worker's epoch (windows shuffled, sorted by length, cut under the token budget). "
-        "Labeling: inference calls of consecutive rows in file order; the real run's figure is in "
-        "`_manifest.json` (Ray Data may form calls across chunk boundaries)."])
+    headers = [
+        "data",
+        "rows",
+        "mean tokens",
+        "textclf training batches",
+        "textclf labeling batches",
+        "64 rows in file order (textclf tokens)",
+        "64 rows in file order (seed regex tokens)",
+    ]
+    emit(
+        "padding",
+        "Padding efficiency: real tokens / padded tokens (target >= 0.95)",
+        table(headers, rows),
+        [
+            "Training: one worker's epoch (windows shuffled, sorted by length, cut under the token budget). "
+            "Labeling: inference calls of consecutive rows in file order; the real run's figure is in "
+            "`_manifest.json` (Ray Data may form calls across chunk boundaries)."
+        ],
+    )
 
 
 if __name__ == "__main__":

@@ -29,8 +29,11 @@ STEPS = [
     ("padding", ["--docs", "30000"], ["--docs", "2000"]),
     ("labeling", ["--docs", "4000", "--archs", "bilstm,bow"], ["--docs", "2000", "--archs", "bow"]),
     ("tokenizer", ["--docs", "4000", "--repeats", "3"], ["--docs", "2000", "--repeats", "1"]),
-    ("training", ["--rows", "3000", "--epochs", "4", "--repeats", "2"],
-     ["--rows", "512", "--epochs", "2", "--workers", "1"]),
+    (
+        "training",
+        ["--rows", "3000", "--epochs", "4", "--repeats", "2"],
+        ["--rows", "512", "--epochs", "2", "--workers", "1"],
+    ),
     ("scaling", ["--docs", "30000,300000"], ["--docs", "2000,20000"]),
     ("accuracy", ["--archs", "bow"], ["--archs", ""]),
 ]
@@ -38,8 +41,11 @@ STEPS = [
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true",
-                        help="toy sizes: checks the scripts, measures nothing (overwrites runs/bench/*.md)")
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="toy sizes: checks the scripts, measures nothing (overwrites runs/bench/*.md)",
+    )
     parser.add_argument("--only", help="comma-separated subset of: " + ", ".join(s[0] for s in STEPS))
     args = parser.parse_args()
 
@@ -54,7 +60,9 @@ def main() -> None:
         if subprocess.run(cmd).returncode != 0:
             failed.append(name)
         timings.append(f"{name}: {time.monotonic() - started:.0f} s")
-    tables = [(WORK / f"{name}.md").read_text() for name in chosen if name not in failed and (WORK / f"{name}.md").exists()]
+    tables = [
+        (WORK / f"{name}.md").read_text() for name in chosen if name not in failed and (WORK / f"{name}.md").exists()
+    ]
     (WORK / "all.md").write_text("\n".join(tables))
     print(f"\ntimes: {', '.join(timings)}; tables in {WORK / 'all.md'}")
     if failed:

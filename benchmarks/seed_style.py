@@ -22,8 +22,8 @@ import json
 import re
 import time
 from collections import Counter
+from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Iterator, Sequence
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -49,7 +49,7 @@ class SeedVocab:
         self.stoi = {t: i for i, t in enumerate(self.itos)}
 
     @classmethod
-    def build(cls, token_lists: Sequence[Sequence[str]]) -> "SeedVocab":
+    def build(cls, token_lists: Sequence[Sequence[str]]) -> SeedVocab:
         counts = Counter(t for tokens in token_lists for t in tokens)
         kept = [t for t, c in counts.most_common(MAX_VOCAB - 2) if c >= MIN_FREQ]
         return cls(["<pad>", "<unk>", *kept])
@@ -69,8 +69,14 @@ class SeedBiLSTM(nn.Module):
         size = BiLSTMConfig(vocab_size=vocab_size, num_classes=num_classes)
         super().__init__()
         self.embedding = nn.Embedding(vocab_size, size.embedding_dim, padding_idx=0)
-        self.lstm = nn.LSTM(size.embedding_dim, size.hidden_dim, num_layers=size.num_layers,
-                            bidirectional=True, dropout=size.dropout, batch_first=True)
+        self.lstm = nn.LSTM(
+            size.embedding_dim,
+            size.hidden_dim,
+            num_layers=size.num_layers,
+            bidirectional=True,
+            dropout=size.dropout,
+            batch_first=True,
+        )
         self.dropout = nn.Dropout(size.dropout)
         self.fc = nn.Linear(2 * size.hidden_dim, num_classes)
 
@@ -138,8 +144,9 @@ def read_split(path: str | Path, rows: int | None = None) -> tuple[list[str], li
     return table.column("text").to_pylist(), table.column("label").to_pylist()
 
 
-def train(arch: str, train_path: str | Path, epochs: int = 1, rows: int | None = None, lr: float = 1e-3,
-          seed: int = 0) -> tuple[nn.Module, SeedVocab, list[str], list[dict]]:
+def train(
+    arch: str, train_path: str | Path, epochs: int = 1, rows: int | None = None, lr: float = 1e-3, seed: int = 0
+) -> tuple[nn.Module, SeedVocab, list[str], list[dict]]:
     """Tokenize and numericalize once (as the tutorial's preprocessing does), then train with Adam
     and cross entropy; each epoch's record counts real (unpadded) tokens per second of the loop."""
     torch.manual_seed(seed)
@@ -166,9 +173,19 @@ def train(arch: str, train_path: str | Path, epochs: int = 1, rows: int | None =
             padded += ids.numel()
             steps += 1
         elapsed = time.monotonic() - started
-        history.append({"event": "epoch", "epoch": epoch, "real_tokens": real, "train_time_s": round(elapsed, 3),
-                        "steps": steps, "step_ms": round(1000 * elapsed / steps, 2), "tokens_per_s": real / elapsed,
-                        "padding_efficiency": real / padded, "loss": loss.item()})
+        history.append(
+            {
+                "event": "epoch",
+                "epoch": epoch,
+                "real_tokens": real,
+                "train_time_s": round(elapsed, 3),
+                "steps": steps,
+                "step_ms": round(1000 * elapsed / steps, 2),
+                "tokens_per_s": real / elapsed,
+                "padding_efficiency": real / padded,
+                "loss": loss.item(),
+            }
+        )
     return model, vocab, labels, history
 
 
@@ -207,12 +224,26 @@ def label(checkpoint: str | Path, input_dir: str | Path, output_dir: str | Path)
                 confidence += best.values.tolist()
                 real += sum(len(s) for s in sequences[part])
                 padded += ids.numel()
-        pq.write_table(pa.table({"id": table.column("id"), "label": pa.array(predicted, pa.string()),
-                                 "confidence": pa.array(confidence, pa.float32())}), output_dir / path.name)
+        pq.write_table(
+            pa.table(
+                {
+                    "id": table.column("id"),
+                    "label": pa.array(predicted, pa.string()),
+                    "confidence": pa.array(confidence, pa.float32()),
+                }
+            ),
+            output_dir / path.name,
+        )
         docs += table.num_rows
     elapsed = time.monotonic() - started
-    return {"event": "label", "docs": docs, "seconds": round(elapsed, 3), "docs_per_s": docs / elapsed,
-            "real_tokens": real, "padding_efficiency": real / padded}
+    return {
+        "event": "label",
+        "docs": docs,
+        "seconds": round(elapsed, 3),
+        "docs_per_s": docs / elapsed,
+        "real_tokens": real,
+        "padding_efficiency": real / padded,
+    }
 
 
 def main() -> None:

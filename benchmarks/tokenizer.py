@@ -16,8 +16,8 @@ import argparse
 import json
 import os
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import pyarrow.parquet as pq
 import seed_style
@@ -61,8 +61,8 @@ def main() -> None:
     parser.add_argument("--work", type=Path, default=WORK, help="cache folder (default runs/bench)")
     args = parser.parse_args()
 
-    from textclf.text.encoding import cached_tokenizer
     from textclf.labeling.labeler import _bundle_encoder, encode_texts
+    from textclf.text.encoding import cached_tokenizer
     from textclf.text.tokenizer import Tokenizer, _import_spacy
 
     corpus = corpus_dir(args.work, args.docs)
@@ -80,12 +80,18 @@ def main() -> None:
     review_words = sum(len(t) for t in Tokenizer().tokenize_batch(reviews))
 
     def textclf_tokenizer(corpus: list[str]) -> float:
-        return timed(Tokenizer, lambda t: [t.tokenize_batch(corpus[i:i + BATCH]) for i in range(0, len(corpus), BATCH)],
-                     args.repeats)
+        return timed(
+            Tokenizer,
+            lambda t: [t.tokenize_batch(corpus[i : i + BATCH]) for i in range(0, len(corpus), BATCH)],
+            args.repeats,
+        )
 
     def spacy_docs(corpus: list[str]) -> float:
-        return timed(lambda: _import_spacy().blank("en").tokenizer,
-                     lambda t: [[w.text for w in t(x.lower()) if not w.is_space] for x in corpus], args.repeats)
+        return timed(
+            lambda: _import_spacy().blank("en").tokenizer,
+            lambda t: [[w.text for w in t(x.lower()) if not w.is_space] for x in corpus],
+            args.repeats,
+        )
 
     ours = "textclf tokenizer (spaCy's rules, words remembered)"
     encoding = "labeling's encoding (textclf.labeling.labeler.encode_texts: checks, tokens, ids)"
@@ -93,23 +99,48 @@ def main() -> None:
         ours: textclf_tokenizer(texts),
         "spaCy's tokenizer, a Doc per text": spacy_docs(texts),
         encoding: timed(fresh_encoder, lambda _: encode_texts(table_in, model_dir), args.repeats),
-        "seed's regex (re.findall)": timed(lambda: None, lambda _: [seed_style.tokenize(t) for t in texts], args.repeats),
+        "seed's regex (re.findall)": timed(
+            lambda: None, lambda _: [seed_style.tokenize(t) for t in texts], args.repeats
+        ),
     }
     review_seconds = {ours: textclf_tokenizer(reviews), "spaCy's tokenizer, a Doc per text": spacy_docs(reviews)}
     rows = [[name, f"{words / s:,.0f}", s] for name, s in seconds.items()]
-    rows += [[f"{name}, rotten-tomatoes train ({len(reviews):,} reviews, {review_words:,} words)",
-              f"{review_words / s:,.0f}", s] for name, s in review_seconds.items()]
+    rows += [
+        [
+            f"{name}, rotten-tomatoes train ({len(reviews):,} reviews, {review_words:,} words)",
+            f"{review_words / s:,.0f}",
+            s,
+        ]
+        for name, s in review_seconds.items()
+    ]
     encoding_s = seconds[encoding]
     cpus = os.cpu_count() or 1
-    shares = [[arch, wall, encoding_s, f"{encoding_s / wall:.0%}", f"{encoding_s / (wall * cpus):.0%}"]
-              for arch, wall in labeling_walls(args.work, args.docs, args.arch, corpus).items()]
-    emit("tokenizer", f"Tokenizer: words/s on one core, {args.docs:,} mixed-length documents ({words:,} spaCy words)",
-         table(["tokenizer", "words/s per core", "CPU seconds for the corpus"], rows) + "\n\n" +
-         table(["labeling bundle", "`textclf label` wall (s)", "encoding (CPU s)", "share of wall time",
-                f"share of the machine's CPU time ({cpus} cores x wall)"], shares),
-         [f"Median of {args.repeats} timing(s), one process (the tokenizers are single-threaded), a fresh "
-          "tokenizer and encoder each time (caches start cold), words = spaCy tokens that are not whitespace. Shares: "
-          "labeling's encoding CPU seconds for the whole corpus over the labeling command's wall time (start-up included)."])
+    shares = [
+        [arch, wall, encoding_s, f"{encoding_s / wall:.0%}", f"{encoding_s / (wall * cpus):.0%}"]
+        for arch, wall in labeling_walls(args.work, args.docs, args.arch, corpus).items()
+    ]
+    emit(
+        "tokenizer",
+        f"Tokenizer: words/s on one core, {args.docs:,} mixed-length documents ({words:,} spaCy words)",
+        table(["tokenizer", "words/s per core", "CPU seconds for the corpus"], rows)
+        + "\n\n"
+        + table(
+            [
+                "labeling bundle",
+                "`textclf label` wall (s)",
+                "encoding (CPU s)",
+                "share of wall time",
+                f"share of the machine's CPU time ({cpus} cores x wall)",
+            ],
+            shares,
+        ),
+        [
+            f"Median of {args.repeats} timing(s), one process (the tokenizers are single-threaded), a fresh "
+            "tokenizer and encoder each time (caches start cold), words = spaCy tokens that are not whitespace. "
+            "Shares: labeling's encoding CPU seconds for the whole corpus over the labeling command's wall time "
+            "(start-up included)."
+        ],
+    )
 
 
 if __name__ == "__main__":

@@ -48,22 +48,45 @@ def steady(values: list[float]) -> float:
 
 def run_textclf(arch: str, train: Path, validation: Path, epochs: int, workers: int, work: Path) -> dict:
     out = work / "train-bench-runs" / f"{arch}-w{workers}"
-    timed = run_timed([TEXTCLF, "train", "--train", str(train), "--validation", str(validation), "--out", str(out),
-                       "--arch", arch, "--epochs", str(epochs), "--workers", str(workers), "--patience", "0"])
+    timed = run_timed(
+        [
+            TEXTCLF,
+            "train",
+            "--train",
+            str(train),
+            "--validation",
+            str(validation),
+            "--out",
+            str(out),
+            "--arch",
+            arch,
+            "--epochs",
+            str(epochs),
+            "--workers",
+            str(workers),
+            "--patience",
+            "0",
+        ]
+    )
     records = json_events(timed.stderr, "epoch")
     if len(records) != epochs:
         raise RuntimeError(f"expected {epochs} epoch records from textclf train, got {len(records)}")
-    return {"tokens_per_s": steady([r["tokens_per_s"] for r in records]),
-            "step_ms": steady([1000 * r["train_time_s"] / r["steps"] for r in records]),
-            "startup_s": timed.wall_s - sum(r["epoch_time_s"] for r in records), "wall_s": timed.wall_s}
+    return {
+        "tokens_per_s": steady([r["tokens_per_s"] for r in records]),
+        "step_ms": steady([1000 * r["train_time_s"] / r["steps"] for r in records]),
+        "startup_s": timed.wall_s - sum(r["epoch_time_s"] for r in records),
+        "wall_s": timed.wall_s,
+    }
 
 
 def run_seed(arch: str, train: Path, epochs: int) -> dict:
     started = time.monotonic()
     *_, history = seed_style.train(arch, train, epochs)
-    return {"tokens_per_s": steady([h["tokens_per_s"] for h in history]),
-            "step_ms": steady([h["step_ms"] for h in history]),
-            "startup_s": time.monotonic() - started - sum(h["train_time_s"] for h in history)}
+    return {
+        "tokens_per_s": steady([h["tokens_per_s"] for h in history]),
+        "step_ms": steady([h["step_ms"] for h in history]),
+        "startup_s": time.monotonic() - started - sum(h["train_time_s"] for h in history),
+    }
 
 
 def run_without_ray(arch: str, train: Path, epochs: int, threads: int) -> dict:
@@ -71,9 +94,25 @@ def run_without_ray(arch: str, train: Path, epochs: int, threads: int) -> dict:
     settings are read at process start): `--loop-without-ray` runs `loop_without_ray` there."""
     from textclf.training.driver import worker_malloc_env
 
-    done = subprocess.run([sys.executable, __file__, "--loop-without-ray", "--arch", arch, "--epochs", str(epochs),
-                           "--threads", str(threads), "--train-file", str(train)],
-                          env={**os.environ, **worker_malloc_env()}, capture_output=True, text=True, check=True)
+    done = subprocess.run(
+        [
+            sys.executable,
+            __file__,
+            "--loop-without-ray",
+            "--arch",
+            arch,
+            "--epochs",
+            str(epochs),
+            "--threads",
+            str(threads),
+            "--train-file",
+            str(train),
+        ],
+        env={**os.environ, **worker_malloc_env()},
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
@@ -82,19 +121,20 @@ def loop_without_ray(arch: str, train: Path, epochs: int, threads: int, seed: in
     an in-memory table encoded by textclf's own functions, with the threads one worker would get."""
     import torch
 
-    from textclf.text.batching import BatchingConfig
-    from textclf.training.config import TrainConfig
-    from textclf.text.encoding import count_table, encode_table, tokenize_table
     from textclf.models import create_model
-    from textclf.training.optim import Adam, SparseTables
-    from textclf.training.loop import WINDOW_ROWS, _Loop
+    from textclf.text.batching import BatchingConfig
+    from textclf.text.encoding import count_table, encode_table, tokenize_table
     from textclf.text.vocab import Vocab, VocabConfig
+    from textclf.training.config import TrainConfig
+    from textclf.training.loop import WINDOW_ROWS, _Loop
+    from textclf.training.optim import Adam, SparseTables
 
     started = time.monotonic()
     config = TrainConfig(arch=arch, epochs=epochs, seed=seed)
     table = pq.read_table(train, columns=[config.text_column, config.label_column])
-    tokens = tokenize_table(table, {"lang": config.lang, "lowercase": config.lowercase},
-                            config.text_column, config.label_column)
+    tokens = tokenize_table(
+        table, {"lang": config.lang, "lowercase": config.lowercase}, config.text_column, config.label_column
+    )
     vocab = Vocab.build(count_table(tokens), VocabConfig(config.min_freq, config.max_vocab))
     labels = sorted(set(tokens.column("label").to_pylist()))
     encoded = encode_table(tokens, vocab, labels, config.max_tokens)
@@ -104,10 +144,24 @@ def loop_without_ray(arch: str, train: Path, epochs: int, threads: int, seed: in
     torch.manual_seed(seed)
     model = create_model(arch, vocab_size=len(vocab), num_classes=len(labels), **config.model)
     optimizer = Adam(model, SparseTables(model, torch.device("cpu")), lr=config.lr, weight_decay=config.weight_decay)
-    cfg = {**config.to_dict(), "train_rows": encoded.num_rows, "interactive": False, "labels": labels,
-           "model_config": {"num_classes": len(labels)}}
-    loop = _Loop(model, model, optimizer, torch.nn.CrossEntropyLoss(reduction="sum"), torch.device("cpu"), cfg,
-                 0, 1, BatchingConfig(config.batch_tokens, config.max_batch_rows, WINDOW_ROWS))
+    cfg = {
+        **config.to_dict(),
+        "train_rows": encoded.num_rows,
+        "interactive": False,
+        "labels": labels,
+        "model_config": {"num_classes": len(labels)},
+    }
+    loop = _Loop(
+        model,
+        model,
+        optimizer,
+        torch.nn.CrossEntropyLoss(reduction="sum"),
+        torch.device("cpu"),
+        cfg,
+        0,
+        1,
+        BatchingConfig(config.batch_tokens, config.max_batch_rows, WINDOW_ROWS),
+    )
     startup = time.monotonic() - started
     tokens_per_s, step_ms = [], []
     for epoch in range(1, epochs + 1):
@@ -129,8 +183,12 @@ def main() -> None:
     parser.add_argument("--rows", type=int, help="train rows (default: the whole rotten-tomatoes train split)")
     parser.add_argument("--epochs", type=int, default=2, help="epochs per run; the first is left out when > 1")
     parser.add_argument("--workers", default="1,2", help="comma-separated Ray Train worker counts")
-    parser.add_argument("--repeats", type=int, default=1,
-                        help="runs of the seed-style loop, the no-Ray loop and 1-worker textclf train, alternated (medians)")
+    parser.add_argument(
+        "--repeats",
+        type=int,
+        default=1,
+        help="runs of the seed-style loop, the no-Ray loop and 1-worker textclf train, alternated (medians)",
+    )
     parser.add_argument("--work", type=Path, default=WORK, help="cache folder (default runs/bench)")
     parser.add_argument("--loop-without-ray", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--threads", type=int, help=argparse.SUPPRESS)
@@ -156,27 +214,53 @@ def main() -> None:
     def ratio(tps: float) -> str:
         return f"{tps / seed['tokens_per_s']:.2f}x"
 
-    rows = [["seed-style loop (64 rows in file order, no packing)", "1 process", seed["tokens_per_s"], "1.00x",
-             f"{seed['step_ms']:.1f}", seed["startup_s"]],
-            ["textclf loop without Ray (same batcher, model, step)", "1 process", no_ray["tokens_per_s"],
-             ratio(no_ray["tokens_per_s"]), f"{no_ray['step_ms']:.1f}", no_ray["startup_s"]]]
+    rows = [
+        [
+            "seed-style loop (64 rows in file order, no packing)",
+            "1 process",
+            seed["tokens_per_s"],
+            "1.00x",
+            f"{seed['step_ms']:.1f}",
+            seed["startup_s"],
+        ],
+        [
+            "textclf loop without Ray (same batcher, model, step)",
+            "1 process",
+            no_ray["tokens_per_s"],
+            ratio(no_ray["tokens_per_s"]),
+            f"{no_ray['step_ms']:.1f}",
+            no_ray["startup_s"],
+        ],
+    ]
     for n, runs in ray_runs.items():
         run = combine(runs)
-        rows.append([f"`textclf train --workers {n}`", f"{n} worker(s)", run["tokens_per_s"],
-                     ratio(run["tokens_per_s"]), f"{run['step_ms']:.1f}", run["startup_s"]])
-    notes = [f"{args.arch}, {rows_used:,} train rows, {args.epochs} epoch(s) per run; tokens/s is the median over "
-             "epochs after the first. Start-up: everything but the epochs (for textclf train: Ray, tokenizing, "
-             "vocabulary, bundle; for the one-process runs: tokenizing and vocabulary)."]
+        rows.append(
+            [
+                f"`textclf train --workers {n}`",
+                f"{n} worker(s)",
+                run["tokens_per_s"],
+                ratio(run["tokens_per_s"]),
+                f"{run['step_ms']:.1f}",
+                run["startup_s"],
+            ]
+        )
+    notes = [
+        f"{args.arch}, {rows_used:,} train rows, {args.epochs} epoch(s) per run; tokens/s is the median over "
+        "epochs after the first. Start-up: everything but the epochs (for textclf train: Ray, tokenizing, "
+        "vocabulary, bundle; for the one-process runs: tokenizing and vocabulary)."
+    ]
     if 1 in ray_runs:
         pairs = [no["tokens_per_s"] / ray["tokens_per_s"] - 1 for no, ray in zip(no_ray_runs, ray_runs[1])]
         overhead = no_ray["tokens_per_s"] / combine(ray_runs[1])["tokens_per_s"] - 1
         each = f" (each repeat: {', '.join(f'{p:+.1%}' for p in pairs)})" if len(pairs) > 1 else ""
         vs_seed = [ray["tokens_per_s"] / seed_run["tokens_per_s"] for seed_run, ray in zip(seed_runs, ray_runs[1])]
         each_seed = f" (each repeat: {', '.join(f'{r:.2f}x' for r in vs_seed)})" if len(vs_seed) > 1 else ""
-        notes.append(f"Ray's overhead per step, 1 worker against the loop without Ray: {overhead:+.1%}{each}, "
-                     f"medians of {args.repeats} alternated run(s) each (target within 10%). "
-                     f"1 worker against the seed-style loop: {ratio(combine(ray_runs[1])['tokens_per_s'])}{each_seed} "
-                     "(target >= 2x).")
+        notes.append(
+            f"Ray's overhead per step, 1 worker against the loop without Ray: {overhead:+.1%}{each}, "
+            f"medians of {args.repeats} alternated run(s) each (target within 10%). "
+            f"1 worker against the seed-style loop: {ratio(combine(ray_runs[1])['tokens_per_s'])}{each_seed} "
+            "(target >= 2x)."
+        )
     headers = ["run", "processes", "real tokens/s", "vs seed-style", "ms/step", "start-up and other (s)"]
     emit("training", f"Training throughput ({args.arch})", table(headers, rows), notes)
 

@@ -38,9 +38,25 @@ def multiclass_rows(n: int, classes: int = 12, seed: int = 0) -> list[dict]:
     about 4x the smallest): each class has four cue words, a row holds one or two of its own and, one
     time in three, one of another class's, among filler words."""
     rng = random.Random(seed)
-    cues = [[f"{topic}{i}" for i in range(4)] for topic in ("alpha", "bravo", "charlie", "delta", "echo", "foxtrot",
-                                                          "golf", "hotel", "india", "juliet", "kilo", "lima",
-                                                          "mike", "november")[:classes]]
+    cues = [
+        [f"{topic}{i}" for i in range(4)]
+        for topic in (
+            "alpha",
+            "bravo",
+            "charlie",
+            "delta",
+            "echo",
+            "foxtrot",
+            "golf",
+            "hotel",
+            "india",
+            "juliet",
+            "kilo",
+            "lima",
+            "mike",
+            "november",
+        )[:classes]
+    ]
     weights = [4 ** (-k / (classes - 1)) for k in range(classes)]
     rows = []
     for i in range(n):
@@ -58,7 +74,7 @@ def write_split(directory: Path, rows: list[dict], files: int = 1) -> Path:
     directory.mkdir(parents=True, exist_ok=True)
     per = -(-len(rows) // files)
     for f in range(files):
-        chunk = rows[f * per:(f + 1) * per]
+        chunk = rows[f * per : (f + 1) * per]
         pq.write_table(pa.Table.from_pylist(chunk), directory / f"part-{f:05d}.parquet")
     return directory
 

@@ -18,8 +18,16 @@ def _bundle(tmp_path, arch="cnn"):
     torch.manual_seed(0)
     vocab = Vocab(["<pad>", "<unk>", "a", "great", "film", "dull", "boring", "the", "plot", "."])
     model = create_model(arch, vocab_size=len(vocab), num_classes=3).eval()
-    directory = save_bundle(tmp_path / "bundle", model, arch, vocab, ["x", "y", "z"], TokenizerConfig(), 64,
-                            {"metrics": {"validation": {"accuracy": 0.5}}})
+    directory = save_bundle(
+        tmp_path / "bundle",
+        model,
+        arch,
+        vocab,
+        ["x", "y", "z"],
+        TokenizerConfig(),
+        64,
+        {"metrics": {"validation": {"accuracy": 0.5}}},
+    )
     return directory, model, vocab
 
 
@@ -42,8 +50,9 @@ def test_bundle_holds_weights_and_metadata_only(tmp_path):
     directory, _, _ = _bundle(tmp_path)
     assert sorted(p.name for p in directory.iterdir()) == ["model.json", "model.safetensors"]
     meta = json.loads((directory / "model.json").read_text())
-    assert {"arch", "model_config", "vocab", "labels", "tokenizer", "max_tokens", "versions",
-            "weights_sha256"} <= set(meta)
+    assert {"arch", "model_config", "vocab", "labels", "tokenizer", "max_tokens", "versions", "weights_sha256"} <= set(
+        meta
+    )
 
 
 def test_predictor_matches_one_at_a_time_predictions(tmp_path):
@@ -94,8 +103,10 @@ def test_checking_a_bundle_leaves_torch_unimported(label_bundles):
     import subprocess
     import sys
 
-    script = ("import sys; from textclf.bundle import read_bundle_meta; "
-              f"print(read_bundle_meta({label_bundles[0]!r})['arch'], 'torch' in sys.modules)")
+    script = (
+        "import sys; from textclf.bundle import read_bundle_meta; "
+        f"print(read_bundle_meta({label_bundles[0]!r})['arch'], 'torch' in sys.modules)"
+    )
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr[-2000:]
     assert result.stdout.split() == ["bow", "False"]
@@ -108,8 +119,9 @@ def test_weights_are_as_readable_as_the_metadata(tmp_path):
     old = os.umask(0o022)
     try:
         model = create_model("mlp", vocab_size=4, num_classes=2)
-        directory = save_bundle(tmp_path / "b", model, "mlp", Vocab(["<pad>", "<unk>", "a", "b"]), ["x", "y"],
-                                TokenizerConfig(), 16)
+        directory = save_bundle(
+            tmp_path / "b", model, "mlp", Vocab(["<pad>", "<unk>", "a", "b"]), ["x", "y"], TokenizerConfig(), 16
+        )
     finally:
         os.umask(old)
     modes = {name: stat.S_IMODE(os.stat(directory / name).st_mode) for name in ("model.safetensors", "model.json")}

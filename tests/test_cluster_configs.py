@@ -32,8 +32,11 @@ def entrypoints(path: Path) -> list[str]:
         doc = yaml.safe_load(path.read_text())
         return [doc["spec"]["entrypoint"]] if doc.get("kind") == "RayJob" else []
     text = re.sub(r"\\\n\s*", " ", path.read_text())
-    return [line.split(" -- ", 1)[1] for line in text.splitlines()
-            if "ray job submit" in line and " -- " in line and "jobs/" in line]
+    return [
+        line.split(" -- ", 1)[1]
+        for line in text.splitlines()
+        if "ray job submit" in line and " -- " in line and "jobs/" in line
+    ]
 
 
 def parse_entrypoint(command: str) -> click.Context:
@@ -51,8 +54,9 @@ MANIFESTS = [*rayjobs(), CLUSTER / "README.md", ROOT / "README.md"]
 
 
 def test_yaml_lint_passes():
-    result = subprocess.run([sys.executable, "-m", "yamllint", "--strict", "cluster/"], cwd=ROOT,
-                            capture_output=True, text=True)
+    result = subprocess.run(
+        [sys.executable, "-m", "yamllint", "--strict", "cluster/"], cwd=ROOT, capture_output=True, text=True
+    )
     assert result.returncode == 0, result.stdout + result.stderr
 
 
@@ -115,9 +119,18 @@ def test_cluster_launcher_keeps_the_dashboard_private_and_uses_tokens():
     assert gpu_nodes and all(t["node_config"]["InstanceType"].startswith(("g", "p")) for t in gpu_nodes)
 
 
-SECRET_OR_BULKY = [".venv/bin/python", ".git/HEAD", "data/rt/train.parquet", "models/rt/model.safetensors",
-                   "models/rt.checkpoints/train/x", "labeled/out/_SUCCESS", ".env", "deploy.pem",
-                   ".cluster/pid", "textclf/__pycache__/x.pyc"]
+SECRET_OR_BULKY = [
+    ".venv/bin/python",
+    ".git/HEAD",
+    "data/rt/train.parquet",
+    "models/rt/model.safetensors",
+    "models/rt.checkpoints/train/x",
+    "labeled/out/_SUCCESS",
+    ".env",
+    "deploy.pem",
+    ".cluster/pid",
+    "textclf/__pycache__/x.pyc",
+]
 KEPT = ["jobs/train.py", "textclf/cli.py", "cluster/runtime_env.yaml", "pyproject.toml"]
 
 

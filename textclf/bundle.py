@@ -56,8 +56,10 @@ def sha256_file(path: Path) -> str:
 def refuse_pickle_files(directory: Path, what: str) -> None:
     found = sorted(p.name for p in directory.iterdir() if p.suffix.lower() in PICKLE_SUFFIXES)
     if found:
-        raise BundleError(f"{what} {directory} holds pickle file(s) {', '.join(found)}; textclf never loads "
-                          "pickles and refuses folders that hold them (remove them to go on)")
+        raise BundleError(
+            f"{what} {directory} holds pickle file(s) {', '.join(found)}; textclf never loads "
+            "pickles and refuses folders that hold them (remove them to go on)"
+        )
 
 
 def check_safetensors(path: Path, expected_sha256: str | None, what: str) -> None:
@@ -88,12 +90,23 @@ def library_versions() -> dict[str, str]:
 
     import textclf
 
-    return {"textclf": textclf.__version__, **{name: version(name) for name in ("torch", "spacy", "pyarrow")},
-            "python": platform.python_version()}
+    return {
+        "textclf": textclf.__version__,
+        **{name: version(name) for name in ("torch", "spacy", "pyarrow")},
+        "python": platform.python_version(),
+    }
 
 
-def save_bundle(directory: str | Path, model: torch.nn.Module, arch: str, vocab: Vocab, labels: list[str],
-                tokenizer: TokenizerConfig, max_tokens: int, info: dict[str, Any] | None = None) -> Path:
+def save_bundle(
+    directory: str | Path,
+    model: torch.nn.Module,
+    arch: str,
+    vocab: Vocab,
+    labels: list[str],
+    tokenizer: TokenizerConfig,
+    max_tokens: int,
+    info: dict[str, Any] | None = None,
+) -> Path:
     """Write weights then metadata (with the weights' hash) into `directory`; returns it."""
     from safetensors.torch import save_file
 

@@ -42,16 +42,20 @@ def cli() -> None:
 @click.option("--epochs", type=int, help="Maximum epochs (default 20; early stopping usually ends sooner).")
 @click.option("--workers", type=int, help="Ray Train DDP workers (default 1).")
 @click.option("--use-gpu/--no-gpu", default=None, help="One GPU per worker, NCCL.")
-@click.option("--precision", type=click.Choice(PRECISIONS),
-              help="Training arithmetic (default auto: bf16 autocast on GPUs and on CPUs with native bf16).")
+@click.option(
+    "--precision",
+    type=click.Choice(PRECISIONS),
+    help="Training arithmetic (default auto: bf16 autocast on GPUs and on CPUs with native bf16).",
+)
 @click.option("--batch-tokens", type=int, help="Padded tokens per batch (default 2048).")
 @click.option("--max-tokens", type=int, help="Tokens kept per text (default 256).")
-@click.option("--lr", type=float,
-              help="Adam learning rate (default 1e-3; bow: 5e-4 per class, at most 1e-2).")
+@click.option("--lr", type=float, help="Adam learning rate (default 1e-3; bow: 5e-4 per class, at most 1e-2).")
 @click.option("--seed", type=int, help="Random seed (default 0).")
-@click.option("--patience", type=int,
-              help="Stop after this many epochs in which neither validation macro-F1 nor loss improved "
-                   "(default 3; 0: never).")
+@click.option(
+    "--patience",
+    type=int,
+    help="Stop after this many epochs in which neither validation macro-F1 nor loss improved (default 3; 0: never).",
+)
 @click.option("--min-epochs", type=int, help="Epochs before early stopping may end the run (default 5).")
 @click.option("--embeddings", type=click.Path(), help="Pretrained vectors, GloVe or word2vec text (.gz ok).")
 @click.option("--freeze-embeddings/--tune-embeddings", default=None, help="Keep pretrained vectors fixed.")
@@ -73,26 +77,40 @@ def train(train_path, validation_path, out_dir, config_path, resume, address, st
     from textclf.training.driver import train as run_training
 
     config = load_train_config(config_path, options)
-    summary = run_training(config, train_path, validation_path, out_dir, resume=resume, address=address,
-                           storage=storage)
-    click.echo(f"best epoch {summary['best_epoch']} of {summary['epochs_run']}: validation accuracy "
-               f"{summary['val_accuracy']:.4f}, macro-F1 {summary['val_macro_f1']:.4f}, "
-               f"padding efficiency {summary['padding_efficiency']:.3f}, {summary['training_time_s']:.1f} s")
+    summary = run_training(
+        config, train_path, validation_path, out_dir, resume=resume, address=address, storage=storage
+    )
+    click.echo(
+        f"best epoch {summary['best_epoch']} of {summary['epochs_run']}: validation accuracy "
+        f"{summary['val_accuracy']:.4f}, macro-F1 {summary['val_macro_f1']:.4f}, "
+        f"padding efficiency {summary['padding_efficiency']:.3f}, {summary['training_time_s']:.1f} s"
+    )
     click.echo(f"bundle: {summary['bundle']}  (report: {summary['bundle']}/report)")
     size = summary["checkpoints_bytes"]
-    click.echo(f"checkpoints: {summary['checkpoints']}" + (
-        f" ({size / 2**20:,.0f} MiB; only --resume needs them: delete the folder to free the space)"
-        if size is not None else ""))
+    click.echo(
+        f"checkpoints: {summary['checkpoints']}"
+        + (
+            f" ({size / 2**20:,.0f} MiB; only --resume needs them: delete the folder to free the space)"
+            if size is not None
+            else ""
+        )
+    )
     baselines = summary["baselines_macro_f1"]
-    click.echo(f"baselines on the same validation rows: majority label macro-F1 {baselines['majority']:.4f}, "
-               f"naive Bayes {baselines['naive_bayes']:.4f}")
+    click.echo(
+        f"baselines on the same validation rows: majority label macro-F1 {baselines['majority']:.4f}, "
+        f"naive Bayes {baselines['naive_bayes']:.4f}"
+    )
     if summary["warning"]:
         click.echo(f"warning: {summary['warning']}", err=True)
 
 
 PRECISION_OPTION = click.option(
-    "--precision", type=click.Choice(PRECISIONS), default="auto", show_default=True,
-    help="Scoring arithmetic. auto: bf16 on GPUs and on CPUs with native bf16 (about 2x faster BiLSTM), else fp32.")
+    "--precision",
+    type=click.Choice(PRECISIONS),
+    default="auto",
+    show_default=True,
+    help="Scoring arithmetic. auto: bf16 on GPUs and on CPUs with native bf16 (about 2x faster BiLSTM), else fp32.",
+)
 
 
 @cli.command()
@@ -133,10 +151,9 @@ def predict(model_dir, texts, as_json, precision) -> None:
     import json
     import sys
 
-    from textclf.inference.predictor import Predictor
-
     import pyarrow as pa
 
+    from textclf.inference.predictor import Predictor
     from textclf.labeling.labeler import readable_texts
 
     predictor = Predictor(model_dir, precision=precision)
@@ -146,15 +163,26 @@ def predict(model_dir, texts, as_json, precision) -> None:
     probs = iter(predictor.predict_proba([t for t, error in zip(texts, errors) if error is None]))
     for text, error in zip(texts, errors):
         if error is not None:
-            click.echo(json.dumps({"text": text, "label": None, "confidence": None, "error": error}) if as_json
-                       else f"\t\t{text}")
+            click.echo(
+                json.dumps({"text": text, "label": None, "confidence": None, "error": error})
+                if as_json
+                else f"\t\t{text}"
+            )
             continue
         row = next(probs)
         best = int(row.argmax())
         label, confidence = predictor.labels[best], float(row[best])
         if as_json:
-            click.echo(json.dumps({"text": text, "label": label, "confidence": confidence,
-                                   "probs": dict(zip(predictor.labels, map(float, row)))}))
+            click.echo(
+                json.dumps(
+                    {
+                        "text": text,
+                        "label": label,
+                        "confidence": confidence,
+                        "probs": dict(zip(predictor.labels, map(float, row))),
+                    }
+                )
+            )
         else:
             click.echo(f"{label}\t{confidence:.4f}\t{text}")
 
@@ -165,8 +193,13 @@ def predict(model_dir, texts, as_json, precision) -> None:
 @click.option("--text-column", default="text", show_default=True, help="Column holding the text.")
 @click.option("--label-column", default="label", show_default=True, help="Column holding the label.")
 @click.option("--id-column", help="Column of unique row ids; default: ids derived from the source rows.")
-@click.option("--split", "split_text", default="0.8,0.1,0.1", show_default=True,
-              help="Train,validation,test fractions for sources without their own splits.")
+@click.option(
+    "--split",
+    "split_text",
+    default="0.8,0.1,0.1",
+    show_default=True,
+    help="Train,validation,test fractions for sources without their own splits.",
+)
 @click.option("--seed", default=0, show_default=True, type=int, help="Seed of the stratified split.")
 @click.option("--overwrite", is_flag=True, help="Replace OUT if it exists and is not empty.")
 def prepare(source, out, text_column, label_column, id_column, split_text, seed, overwrite) -> None:
@@ -183,8 +216,13 @@ def prepare(source, out, text_column, label_column, id_column, split_text, seed,
     from textclf.data.prepare import DataConfig, parse_split
     from textclf.data.prepare import prepare as run_prepare
 
-    config = DataConfig(text_column=text_column, label_column=label_column, id_column=id_column,
-                        split=parse_split(split_text), seed=seed)
+    config = DataConfig(
+        text_column=text_column,
+        label_column=label_column,
+        id_column=id_column,
+        split=parse_split(split_text),
+        seed=seed,
+    )
     summary = run_prepare(source, out, config, overwrite=overwrite)
     rows = ", ".join(f"{name} {n:,}" for name, n in summary["rows"].items())
     labels = ", ".join(f"{label} {n:,}" for label, n in summary["labels"].items())
@@ -198,22 +236,47 @@ def prepare(source, out, text_column, label_column, id_column, split_text, seed,
 @click.argument("input_spec", metavar="INPUT")
 @click.argument("output", type=click.Path(file_okay=False))
 @click.option("--text-column", default="text", show_default=True)
-@click.option("--id-column", default="id", show_default=True,
-              help="Ids to carry over; files without it get ids from their path and row number.")
+@click.option(
+    "--id-column",
+    default="id",
+    show_default=True,
+    help="Ids to carry over; files without it get ids from their path and row number.",
+)
 @click.option("--keep-columns", default="", help="Comma-separated input columns copied to the output.")
 @click.option("--probabilities", is_flag=True, help="Add a probs column (label order in the schema metadata).")
 @click.option("--format", "fmt", type=click.Choice(["parquet", "arrow"]), default="parquet", show_default=True)
-@click.option("--batch-tokens", type=int,
-              help="Padded tokens per inference batch (default 4096 on CPU, 16384 on GPU).")
-@click.option("--concurrency", type=int, help="Inference actors (default: one per GPU with --use-gpu, else one per CPU core).")
+@click.option("--batch-tokens", type=int, help="Padded tokens per inference batch (default 4096 on CPU, 16384 on GPU).")
+@click.option(
+    "--concurrency", type=int, help="Inference actors (default: one per GPU with --use-gpu, else one per CPU core)."
+)
 @click.option("--use-gpu", is_flag=True, help="One GPU per inference actor.")
 @PRECISION_OPTION
-@click.option("--stall-timeout", type=float, default=900, show_default=True,
-              help="Fail when no rows are labeled for this many seconds (a hung actor).")
+@click.option(
+    "--stall-timeout",
+    type=float,
+    default=900,
+    show_default=True,
+    help="Fail when no rows are labeled for this many seconds (a hung actor).",
+)
 @click.option("--overwrite", is_flag=True, help="Start over in an OUTPUT that holds another or a finished run.")
 @click.option("--address", envvar="RAY_ADDRESS", help="Existing Ray cluster; default: local Ray in-process.")
-def label(model_dir, input_spec, output, text_column, id_column, keep_columns, probabilities, fmt, batch_tokens,
-          concurrency, use_gpu, precision, stall_timeout, overwrite, address) -> None:
+def label(
+    model_dir,
+    input_spec,
+    output,
+    text_column,
+    id_column,
+    keep_columns,
+    probabilities,
+    fmt,
+    batch_tokens,
+    concurrency,
+    use_gpu,
+    precision,
+    stall_timeout,
+    overwrite,
+    address,
+) -> None:
     """Label Parquet files with a bundle (Ray Data); every input row appears once in OUTPUT.
 
     \b
@@ -223,15 +286,25 @@ def label(model_dir, input_spec, output, text_column, id_column, keep_columns, p
     from textclf.labeling.pipeline import LabelConfig
     from textclf.labeling.pipeline import label as run_labeling
 
-    config = LabelConfig(text_column=text_column, id_column=id_column, probabilities=probabilities, format=fmt,
-                         keep_columns=tuple(c for c in keep_columns.split(",") if c), concurrency=concurrency,
-                         use_gpu=use_gpu, batch_tokens=batch_tokens, precision=precision,
-                         stall_timeout_s=stall_timeout)
+    config = LabelConfig(
+        text_column=text_column,
+        id_column=id_column,
+        probabilities=probabilities,
+        format=fmt,
+        keep_columns=tuple(c for c in keep_columns.split(",") if c),
+        concurrency=concurrency,
+        use_gpu=use_gpu,
+        batch_tokens=batch_tokens,
+        precision=precision,
+        stall_timeout_s=stall_timeout,
+    )
     manifest = run_labeling(model_dir, input_spec, output, config, overwrite=overwrite, address=address)
     if manifest.get("already_complete"):
         click.echo(f"{output} already holds this finished run; nothing to do (--overwrite starts over)")
-    click.echo(f"{manifest['rows_in']:,} rows in {len(manifest['inputs'])} file(s): {manifest['rows_labeled']:,} "
-               f"labeled, {manifest['rows_error']:,} with an error; manifest: {Path(output) / '_manifest.json'}")
+    click.echo(
+        f"{manifest['rows_in']:,} rows in {len(manifest['inputs'])} file(s): {manifest['rows_labeled']:,} "
+        f"labeled, {manifest['rows_error']:,} with an error; manifest: {Path(output) / '_manifest.json'}"
+    )
 
 
 def main() -> None:

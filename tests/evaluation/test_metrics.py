@@ -17,18 +17,14 @@ def _compare_with_sklearn(y_true, y_pred, k):
     np.testing.assert_array_equal(cm, skm.confusion_matrix(y_true, y_pred, labels=ids))
     assert m["accuracy"] == pytest.approx(skm.accuracy_score(y_true, y_pred))
     for ours, average in (("macro", "macro"), ("weighted", "weighted")):
-        p, r, f, _ = skm.precision_recall_fscore_support(
-            y_true, y_pred, labels=ids, average=average, zero_division=0
-        )
+        p, r, f, _ = skm.precision_recall_fscore_support(y_true, y_pred, labels=ids, average=average, zero_division=0)
         if ours == "macro":
             assert m["macro_precision"] == pytest.approx(p)
             assert m["macro_recall"] == pytest.approx(r)
             assert m["macro_f1"] == pytest.approx(f)
         else:
             assert m["weighted_f1"] == pytest.approx(f)
-    p, r, f, s = skm.precision_recall_fscore_support(
-        y_true, y_pred, labels=ids, zero_division=0
-    )
+    p, r, f, s = skm.precision_recall_fscore_support(y_true, y_pred, labels=ids, zero_division=0)
     for i, label in enumerate(labels):
         row = m["per_class"][label]
         assert row["precision"] == pytest.approx(p[i])

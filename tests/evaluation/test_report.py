@@ -25,8 +25,13 @@ def metrics():
 
 
 HISTORY = [
-    {"epoch": e, "train_loss": 1.0 / e, "val_loss": 1.2 / e, "val_accuracy": 0.5 + 0.1 * e,
-     "val_macro_f1": 0.45 + 0.1 * e}
+    {
+        "epoch": e,
+        "train_loss": 1.0 / e,
+        "val_loss": 1.2 / e,
+        "val_accuracy": 0.5 + 0.1 * e,
+        "val_macro_f1": 0.45 + 0.1 * e,
+    }
     for e in range(1, 5)
 ]
 

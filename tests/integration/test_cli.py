@@ -61,6 +61,7 @@ def test_predict_reads_stdin_and_prints_json(bundle_dir):
 
 def test_console_script_flushes_its_output_and_keeps_exit_codes(bundle_dir, tmp_path):
     """The console script: piped output arrives whole and the exit codes are those of the command."""
+
     def console(*args):
         return subprocess.run([sys.executable, "-m", "textclf.cli", *map(str, args)], capture_output=True, text=True)
 
@@ -99,13 +100,17 @@ def test_a_folder_that_is_not_a_bundle(tmp_path, tiny_corpus):
 
 
 def test_train_rejects_unknown_arch_before_starting_ray(tiny_corpus, tmp_path):
-    assert_one_line_error(run("train", "--train", tiny_corpus / "train", "--out", tmp_path / "m", "--arch", "gpt"),
-                          "unknown architecture 'gpt'")
+    assert_one_line_error(
+        run("train", "--train", tiny_corpus / "train", "--out", tmp_path / "m", "--arch", "gpt"),
+        "unknown architecture 'gpt'",
+    )
 
 
 def test_train_rejects_missing_columns_and_paths(tiny_corpus, tmp_path):
-    assert_one_line_error(run("train", "--train", tiny_corpus / "train", "--out", tmp_path / "m",
-                              "--text-column", "body"), "no column 'body'")
+    assert_one_line_error(
+        run("train", "--train", tiny_corpus / "train", "--out", tmp_path / "m", "--text-column", "body"),
+        "no column 'body'",
+    )
     assert_one_line_error(run("train", "--train", tmp_path / "nothing", "--out", tmp_path / "m"), "does not exist")
     assert not (tmp_path / "m").exists()
 
@@ -113,11 +118,13 @@ def test_train_rejects_missing_columns_and_paths(tiny_corpus, tmp_path):
 def test_train_rejects_bad_yaml_config(tiny_corpus, tmp_path):
     config = tmp_path / "c.yaml"
     config.write_text("epochs: 3\nlearning_rate: 0.1\n")
-    assert_one_line_error(run("train", "--train", tiny_corpus / "train", "--out", tmp_path / "m", "--config", config),
-                          "learning_rate")
+    assert_one_line_error(
+        run("train", "--train", tiny_corpus / "train", "--out", tmp_path / "m", "--config", config), "learning_rate"
+    )
     config.write_text("epochs: -1\n")
-    assert_one_line_error(run("train", "--train", tiny_corpus / "train", "--out", tmp_path / "m", "--config", config),
-                          "epochs")
+    assert_one_line_error(
+        run("train", "--train", tiny_corpus / "train", "--out", tmp_path / "m", "--config", config), "epochs"
+    )
 
 
 def test_evaluate_rejects_labels_the_model_does_not_know(bundle_dir, tmp_path):
@@ -132,9 +139,10 @@ def test_train_rejects_an_empty_parquet_file(tmp_path):
     import pyarrow.parquet as pq
 
     (tmp_path / "empty").mkdir()
-    pq.write_table(pa.table({"text": pa.array([], pa.string()), "label": pa.array([], pa.string())}),
-                   tmp_path / "empty" / "part-0.parquet")
+    pq.write_table(
+        pa.table({"text": pa.array([], pa.string()), "label": pa.array([], pa.string())}),
+        tmp_path / "empty" / "part-0.parquet",
+    )
     assert_one_line_error(run("train", "--train", tmp_path / "empty", "--out", tmp_path / "m"), "has no rows")
     (tmp_path / "garbage.parquet").write_text("not parquet at all")
-    assert_one_line_error(run("train", "--train", tmp_path / "garbage.parquet", "--out", tmp_path / "m"),
-                          "cannot read")
+    assert_one_line_error(run("train", "--train", tmp_path / "garbage.parquet", "--out", tmp_path / "m"), "cannot read")

@@ -4,8 +4,8 @@ bundle loading and predicting on CPU."""
 import numpy as np
 import pytest
 
-from textclf.training.config import TrainConfig
 from textclf.inference.predictor import Predictor
+from textclf.training.config import TrainConfig
 from textclf.training.driver import train
 
 pytestmark = [pytest.mark.gpu, pytest.mark.ray]
@@ -14,8 +14,12 @@ pytestmark = [pytest.mark.gpu, pytest.mark.ray]
 @pytest.mark.parametrize("arch", ["bilstm", "cnn"])
 def test_gpu_trained_bundle_loads_and_predicts_on_cpu(arch, tiny_corpus, ray_local, tmp_path):
     out = tmp_path / arch
-    summary = train(TrainConfig(arch=arch, epochs=2, workers=1, use_gpu=True), str(tiny_corpus / "train"),
-                    str(tiny_corpus / "validation"), out)
+    summary = train(
+        TrainConfig(arch=arch, epochs=2, workers=1, use_gpu=True),
+        str(tiny_corpus / "train"),
+        str(tiny_corpus / "validation"),
+        out,
+    )
     assert summary["val_accuracy"] > 0.8
     texts = ["A great, moving film.", "Boring and dull.", "the plot"] * 20
     on_gpu = Predictor(str(out), device="cuda").predict_proba(texts)

@@ -15,8 +15,12 @@ def test_train_job_parses_the_train_options():
 
 
 def test_train_job_reports_bad_input_with_exit_2(tmp_path):
-    result = subprocess.run([sys.executable, "jobs/train.py", "--train", str(tmp_path / "none"), "--out",
-                             str(tmp_path / "m")], cwd=ROOT, capture_output=True, text=True)
+    result = subprocess.run(
+        [sys.executable, "jobs/train.py", "--train", str(tmp_path / "none"), "--out", str(tmp_path / "m")],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+    )
     assert result.returncode == 2 and "does not exist" in result.stderr and "Traceback" not in result.stderr
 
 

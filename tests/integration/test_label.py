@@ -10,11 +10,11 @@ from click.testing import CliRunner
 from conftest import random_texts, read_labeled
 
 from textclf.cli import cli
-from textclf.runtime import precision
 from textclf.errors import BundleError, DataError
 from textclf.inference.predictor import Predictor
-from textclf.labeling.pipeline import INFER_ROWS, LabelConfig, _with_actor_errors, call_rows, label
 from textclf.labeling.labeler import probs_labels
+from textclf.labeling.pipeline import INFER_ROWS, LabelConfig, _with_actor_errors, call_rows, label
+from textclf.runtime import precision
 
 pytestmark = pytest.mark.ray
 BAD = [None, "", "   \t\n", "great film " * 200_000, "good\x00\x1b[31m film"]
@@ -26,10 +26,15 @@ def corpus(tmp_path):
     texts = random_texts(900)
     root = tmp_path / "in"
     (root / "sub").mkdir(parents=True)
-    pq.write_table(pa.table({"id": [f"a{i}" for i in range(400)], "text": texts[:395] + BAD,
-                             "src": ["x"] * 400}), root / "a.parquet", row_group_size=100)
-    pq.write_table(pa.table({"id": [f"b{i}" for i in range(300)], "text": texts[400:700], "src": ["y"] * 300}),
-                   root / "sub" / "b.parquet")
+    pq.write_table(
+        pa.table({"id": [f"a{i}" for i in range(400)], "text": texts[:395] + BAD, "src": ["x"] * 400}),
+        root / "a.parquet",
+        row_group_size=100,
+    )
+    pq.write_table(
+        pa.table({"id": [f"b{i}" for i in range(300)], "text": texts[400:700], "src": ["y"] * 300}),
+        root / "sub" / "b.parquet",
+    )
     pq.write_table(pa.table({"text": texts[700:900], "src": ["z"] * 200}), root / "c.parquet")
     return root
 
@@ -46,16 +51,19 @@ def test_inference_calls_are_equal_shares_of_the_actors(rows, actors):
 @pytest.mark.parametrize("fmt", ["parquet", "arrow"])
 def test_every_row_exactly_once_with_errors_for_bad_text(label_bundles, corpus, tmp_path, ray_local, fmt):
     out = tmp_path / "out"
-    manifest = label(label_bundles[0], str(corpus), str(out), LabelConfig(format=fmt, keep_columns=("src", "text"),
-                                                                     probabilities=True))
+    manifest = label(
+        label_bundles[0],
+        str(corpus),
+        str(out),
+        LabelConfig(format=fmt, keep_columns=("src", "text"), probabilities=True),
+    )
     table = read_labeled(out)
     ids = table["id"].to_pylist()
     assert len(ids) == len(set(ids)) == 900
     assert {i for i in ids if i.startswith("a")} == {f"a{i}" for i in range(400)}
     assert sum(1 for i in ids if i.endswith(tuple(f"c.parquet:{r}" for r in range(200)))) == 200
     errors = dict(zip(ids, table["error"].to_pylist()))
-    assert [errors[f"a{i}"] for i in range(395, 400)] == [
-        "null text", "empty text", "whitespace-only text", None, None]
+    assert [errors[f"a{i}"] for i in range(395, 400)] == ["null text", "empty text", "whitespace-only text", None, None]
     assert table["label"].null_count == 3 and table.column_names[:4] == ["id", "label", "confidence", "error"]
     assert manifest["rows_in"] == 900 and manifest["rows_labeled"] == 897 and manifest["rows_error"] == 3
     assert (out / "_SUCCESS").exists() and not [n for n in os.listdir(out) if n.startswith(".tmp-")]
@@ -69,8 +77,12 @@ def test_labels_equal_predict_for_the_same_text(label_bundles, corpus, tmp_path,
     out = tmp_path / "out"
     label(label_bundles[0], str(corpus / "sub"), str(out))
     table = read_labeled(out)
-    texts = dict(zip(pq.read_table(corpus / "sub" / "b.parquet")["id"].to_pylist(),
-                     pq.read_table(corpus / "sub" / "b.parquet")["text"].to_pylist()))
+    texts = dict(
+        zip(
+            pq.read_table(corpus / "sub" / "b.parquet")["id"].to_pylist(),
+            pq.read_table(corpus / "sub" / "b.parquet")["text"].to_pylist(),
+        )
+    )
     predictor = Predictor(label_bundles[0], device="cpu")
     sample = table.slice(0, 100)
     for row in sample.to_pylist():
@@ -89,7 +101,9 @@ def test_rerun_is_a_no_op_and_another_model_is_refused(label_bundles, corpus, tm
     with pytest.raises(DataError, match=r"different --probabilities \(was False\)"):
         label(label_bundles[0], str(corpus), str(out), LabelConfig(probabilities=True))
     # options that do not shape the output may change between runs of the same OUTPUT
-    assert label(label_bundles[0], str(corpus), str(out), LabelConfig(concurrency=2, batch_tokens=512))["already_complete"]
+    assert label(label_bundles[0], str(corpus), str(out), LabelConfig(concurrency=2, batch_tokens=512))[
+        "already_complete"
+    ]
     label(label_bundles[1], str(corpus), str(out), overwrite=True)
     assert json.loads((out / "_manifest.json").read_text())["rows_in"] == 900
 
@@ -123,7 +137,9 @@ def test_cli_exit_codes(label_bundles, corpus, tmp_path):
 
 def test_bf16_on_a_cpu_without_it_is_refused_before_ray_starts(label_bundles, corpus, tmp_path, monkeypatch):
     monkeypatch.setattr(precision, "native_bf16_cpu", lambda: False)
-    result = CliRunner().invoke(cli, ["label", label_bundles[0], str(corpus), str(tmp_path / "o"), "--precision", "bf16"])
+    result = CliRunner().invoke(
+        cli, ["label", label_bundles[0], str(corpus), str(tmp_path / "o"), "--precision", "bf16"]
+    )
     assert result.exit_code == 2 and "precision bf16 needs a GPU or a CPU with native bf16" in result.output
     assert not any((tmp_path / "o").glob("part-*"))
 
@@ -131,9 +147,11 @@ def test_bf16_on_a_cpu_without_it_is_refused_before_ray_starts(label_bundles, co
 def test_an_error_raised_where_an_actor_starts_surfaces_as_itself():
     def batches():  # what Ray Data raises when every actor's constructor failed
         try:
-            raise RuntimeError("The actor died because of an error raised in its creation task, ray::MapWorker "
-                               "(pid=1)\nTraceback (most recent call last):\n  File ...\n"
-                               "textclf.errors.BundleError: weights of /m do not match model.json")
+            raise RuntimeError(
+                "The actor died because of an error raised in its creation task, ray::MapWorker "
+                "(pid=1)\nTraceback (most recent call last):\n  File ...\n"
+                "textclf.errors.BundleError: weights of /m do not match model.json"
+            )
         except RuntimeError as died:
             raise RuntimeError("SystemException") from died
         yield

@@ -32,8 +32,15 @@ class TwoNodes:
 
     def __init__(self, env: dict[str, str]) -> None:
         # own session: its pid is the process group of every Ray process it starts
-        self.proc = subprocess.Popen([sys.executable, __file__], cwd=ROOT, env=env, text=True,
-                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, start_new_session=True)
+        self.proc = subprocess.Popen(
+            [sys.executable, __file__],
+            cwd=ROOT,
+            env=env,
+            text=True,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            start_new_session=True,
+        )
         self.info = self._reply()
 
     def _reply(self) -> dict:
@@ -84,8 +91,7 @@ def _free_port() -> int:
 
 def _run(args: list[str], env: dict[str, str], timeout: int = 600) -> tuple[subprocess.CompletedProcess, float]:
     started = time.monotonic()
-    result = subprocess.run([sys.executable, *args], cwd=ROOT, env=env, capture_output=True, text=True,
-                            timeout=timeout)
+    result = subprocess.run([sys.executable, *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout)
     assert result.returncode == 0, f"{args[0]} failed:\n{result.stdout[-3000:]}\n{result.stderr[-5000:]}"
     return result, time.monotonic() - started
 
@@ -95,12 +101,16 @@ def two_nodes(tmp_path):
     tmp = tempfile.mkdtemp(prefix="tc-mn-", dir="/tmp")  # short: Ray's unix sockets live under it
     dashboard = _free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_")}
-    env.update(RAY_AUTH_MODE="token", RAY_AUTH_TOKEN=uuid.uuid4().hex,  # this cluster's own token
-               RAY_USAGE_STATS_ENABLED="0", RAY_TMPDIR=tmp,
-               # state-API calls (Ray Train's) go to this head, not another Ray on the machine
-               RAY_API_SERVER_ADDRESS=f"http://127.0.0.1:{dashboard}",
-               RAY_GRACEFUL_SHUTDOWN_DRAIN_TIMEOUT_S="0",
-               PATH=f"{Path(sys.executable).parent}:{env.get('PATH', '')}")
+    env.update(
+        RAY_AUTH_MODE="token",
+        RAY_AUTH_TOKEN=uuid.uuid4().hex,  # this cluster's own token
+        RAY_USAGE_STATS_ENABLED="0",
+        RAY_TMPDIR=tmp,
+        # state-API calls (Ray Train's) go to this head, not another Ray on the machine
+        RAY_API_SERVER_ADDRESS=f"http://127.0.0.1:{dashboard}",
+        RAY_GRACEFUL_SHUTDOWN_DRAIN_TIMEOUT_S="0",
+        PATH=f"{Path(sys.executable).parent}:{env.get('PATH', '')}",
+    )
     nodes = TwoNodes({**env, "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0", "TC_DASHBOARD_PORT": str(dashboard)})
     # the drivers get no RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER: textclf keeps 127.0.0.1 for a loopback --address
     nodes.env = env
@@ -121,13 +131,36 @@ def test_two_nodes_train_and_label_like_one_node(two_nodes, ray_local, tiny_corp
 
     address, node_ids = two_nodes.info["address"], set(two_nodes.info["nodes"])
     assert len(node_ids) == 2
-    train_args = ["--train", str(tiny_corpus / "train"), "--validation", str(tiny_corpus / "validation"),
-                  "--workers", "2", "--epochs", "1", "--lr", "0.05", "--config", str(small_bow_config)]
+    train_args = [
+        "--train",
+        str(tiny_corpus / "train"),
+        "--validation",
+        str(tiny_corpus / "validation"),
+        "--workers",
+        "2",
+        "--epochs",
+        "1",
+        "--lr",
+        "0.05",
+        "--config",
+        str(small_bow_config),
+    ]
 
     # one CPU per node: the two DDP workers (one CPU each) cannot share a node
     bundle = tmp_path / "model-2n"
-    result, train_s = _run(["jobs/train.py", *train_args, "--out", str(bundle), "--address", address,
-                            "--storage", str(tmp_path / "ckpt-2n")], two_nodes.env)
+    result, train_s = _run(
+        [
+            "jobs/train.py",
+            *train_args,
+            "--out",
+            str(bundle),
+            "--address",
+            address,
+            "--storage",
+            str(tmp_path / "ckpt-2n"),
+        ],
+        two_nodes.env,
+    )
     workers = two_nodes.ask("actors", TRAIN_WORKER)["actors"]
     assert len(workers) == 2 and {w["node_id"] for w in workers} == node_ids, workers
     assert (tmp_path / "ckpt-2n" / "train").is_dir()  # --storage took the checkpoints
@@ -156,8 +189,10 @@ def test_two_nodes_train_and_label_like_one_node(two_nodes, ray_local, tiny_corp
     corpus = tmp_path / "label-in"
     write_split(corpus, synthetic_rows(LABEL_ROWS, seed=5), files=3)
     labeled = tmp_path / "labeled-2n"
-    _, label_s = _run(["jobs/label.py", str(bundle), str(corpus), str(labeled), "--concurrency", "2",
-                       "--address", address], two_nodes.env)
+    _, label_s = _run(
+        ["jobs/label.py", str(bundle), str(corpus), str(labeled), "--concurrency", "2", "--address", address],
+        two_nodes.env,
+    )
     # both actors were asked for; Ray Data starts with the first one ready, and on an input this small
     # the other may still wait for a CPU (reading tasks hold them) when the work is done: a CI run saw
     # one never placed. Those placed are on this cluster's nodes.
@@ -178,10 +213,12 @@ def test_two_nodes_train_and_label_like_one_node(two_nodes, ray_local, tiny_corp
     assert out.column("label").to_pylist() == [labels[i] for i in probs.argmax(1)]
     np.testing.assert_allclose(out.column("confidence").to_numpy(), probs.max(1), atol=1e-5)
 
-    print(f"\n2-node train {train_s:.1f} s (1 node {local_train_s:.1f} s), one DDP worker on each of "
-          f"{sorted(w['node_id'][:8] for w in workers)}, validation accuracy {h2['val_accuracy']:.4f} "
-          f"(1 node {h1['val_accuracy']:.4f}), test predictions agree {agree:.1%}; 2-node label {label_s:.1f} s "
-          f"for {LABEL_ROWS:,} rows, rows per node {dict((k[:8], v) for k, v in rows_per_node.items())}")
+    print(
+        f"\n2-node train {train_s:.1f} s (1 node {local_train_s:.1f} s), one DDP worker on each of "
+        f"{sorted(w['node_id'][:8] for w in workers)}, validation accuracy {h2['val_accuracy']:.4f} "
+        f"(1 node {h1['val_accuracy']:.4f}), test predictions agree {agree:.1%}; 2-node label {label_s:.1f} s "
+        f"for {LABEL_ROWS:,} rows, rows per node {dict((k[:8], v) for k, v in rows_per_node.items())}"
+    )
 
 
 def _serve() -> None:
@@ -193,8 +230,10 @@ def _serve() -> None:
     dashboard = int(os.environ["TC_DASHBOARD_PORT"])
     api = f"http://127.0.0.1:{dashboard}"
     node = dict(num_cpus=1, node_ip_address="127.0.0.1")
-    cluster = Cluster(initialize_head=True, head_node_args=dict(
-        node, include_dashboard=True, dashboard_host="127.0.0.1", dashboard_port=dashboard))
+    cluster = Cluster(
+        initialize_head=True,
+        head_node_args=dict(node, include_dashboard=True, dashboard_host="127.0.0.1", dashboard_port=dashboard),
+    )
     worker = cluster.add_node(**node)
 
     def reply(**fields) -> None:
@@ -210,8 +249,9 @@ def _serve() -> None:
             cluster.wait_for_nodes()
             reply()
         elif command == "actors":
-            found = list_actors(address=api, filters=[("class_name", "=", arg)], detail=True, limit=1000,
-                                raise_on_missing_output=False)
+            found = list_actors(
+                address=api, filters=[("class_name", "=", arg)], detail=True, limit=1000, raise_on_missing_output=False
+            )
             reply(actors=[{"node_id": a.node_id, "state": a.state} for a in found])
     cluster.shutdown()
 

@@ -31,15 +31,20 @@ def _corpus(root, files=4, rows=300):
     texts = random_texts(files * rows)
     for f in range(files):
         ids = [f"f{f}-{r}" for r in range(rows)]
-        pq.write_table(pa.table({"id": ids, "text": texts[f * rows:(f + 1) * rows]}), root / f"{f}.parquet")
+        pq.write_table(pa.table({"id": ids, "text": texts[f * rows : (f + 1) * rows]}), root / f"{f}.parquet")
     return root
 
 
 def _label_process(bundle, corpus, out, faults="", *extra):
     env = {**os.environ, "TEXTCLF_FAULTS": faults}
-    return subprocess.Popen([sys.executable, "-m", "textclf.cli", "label", bundle, str(corpus), str(out), *extra],
-                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            start_new_session=True)
+    return subprocess.Popen(
+        [sys.executable, "-m", "textclf.cli", "label", bundle, str(corpus), str(out), *extra],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
 
 
 def _visible(out):
@@ -88,8 +93,7 @@ def test_kill_9_mid_run_then_rerun_labels_every_row_once(label_bundles, tmp_path
 def test_crash_while_writing_leaves_no_partial_file(label_bundles, tmp_path, ray_local):
     corpus, out = tmp_path / "in", tmp_path / "out"
     corpus.mkdir()
-    pq.write_table(pa.table({"id": [str(i) for i in range(3000)], "text": random_texts(3000)}),
-                   corpus / "big.parquet")
+    pq.write_table(pa.table({"id": [str(i) for i in range(3000)], "text": random_texts(3000)}), corpus / "big.parquet")
     proc = _label_process(label_bundles[0], corpus, out, "crash_mid_write=1")
     try:
         assert proc.wait(timeout=300) == -signal.SIGKILL
@@ -115,8 +119,7 @@ def test_a_crashing_actor_loses_and_duplicates_nothing(label_bundles, tmp_path, 
 def test_a_hung_actor_fails_the_run_after_the_stall_timeout(label_bundles, tmp_path):
     corpus, out = _corpus(tmp_path / "in", files=1), tmp_path / "out"
     started = time.monotonic()
-    proc = _label_process(label_bundles[0], corpus, out, f"actor_hang={tmp_path / 'hangs'}:1",
-                          "--stall-timeout", "10")
+    proc = _label_process(label_bundles[0], corpus, out, f"actor_hang={tmp_path / 'hangs'}:1", "--stall-timeout", "10")
     try:
         _, stderr = proc.communicate(timeout=240)
     finally:
@@ -132,8 +135,9 @@ def test_unreadable_inputs_are_named_and_the_others_complete(label_bundles, tmp_
     (corpus / "truncated.parquet").write_bytes(whole[: len(whole) // 2])
     (corpus / "zero.parquet").write_bytes(b"")
     (corpus / "csv.parquet").write_text("id,text\n1,good film\n")
-    pq.write_table(pa.table({"id": pa.array([], pa.string()), "text": pa.array([], pa.string())}),
-                   corpus / "no_rows.parquet")
+    pq.write_table(
+        pa.table({"id": pa.array([], pa.string()), "text": pa.array([], pa.string())}), corpus / "no_rows.parquet"
+    )
     with pytest.raises(PartialFailure, match="3 input file"):
         label(label_bundles[0], str(corpus), str(out))
     manifest = json.loads((out / "_manifest.json").read_text())
@@ -166,10 +170,21 @@ def test_schema_drift_is_handled_per_file(label_bundles, tmp_path, ray_local):
 def test_bad_text_gets_a_label_or_an_error(label_bundles, tmp_path, ray_local):
     corpus, out = tmp_path / "in", tmp_path / "out"
     corpus.mkdir()
-    texts = [None, b"", b" \t\n", b"\xff\xfe good", ("good " * 1_000_000).encode(), "bad\x00\x1b[31m\x07 film".encode(),
-             "great film 🎬🍿".encode(), "\u202bgood film\u202c \u200f".encode(), "good film".encode()]
-    pq.write_table(pa.table({"id": [str(i) for i in range(len(texts))], "text": pa.array(texts, pa.binary())}),
-                   corpus / "bad.parquet")
+    texts = [
+        None,
+        b"",
+        b" \t\n",
+        b"\xff\xfe good",
+        ("good " * 1_000_000).encode(),
+        b"bad\x00\x1b[31m\x07 film",
+        "great film 🎬🍿".encode(),
+        "\u202bgood film\u202c \u200f".encode(),
+        b"good film",
+    ]
+    pq.write_table(
+        pa.table({"id": [str(i) for i in range(len(texts))], "text": pa.array(texts, pa.binary())}),
+        corpus / "bad.parquet",
+    )
     label(label_bundles[0], str(corpus), str(out))
     rows = {r["id"]: r for r in read_labeled(out).to_pylist()}
     errors = [rows[str(i)]["error"] for i in range(len(texts))]

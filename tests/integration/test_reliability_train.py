@@ -20,15 +20,24 @@ from conftest import kill_session
 
 from textclf.bundle import sha256_file
 from textclf.cli import cli
-from textclf.training.config import TrainConfig
 from textclf.evaluation.evaluate import evaluate
+from textclf.training.config import TrainConfig
 from textclf.training.driver import train
 
 # lr 1e-2 converges in 3 epochs, far from the decision boundary: at the default lr two uninterrupted
 # runs already differ by up to 2 of 201 validation rows (Ray Data's block order varies run to run)
 # A small bigram table: the fault paths are the same, the checkpoints 1/1000 of the default's size.
-RUN = dict(arch="bow", workers=2, epochs=3, batch_tokens=512, seed=0, patience=10, max_failures=1, lr=1e-2,
-           model={"num_buckets": 1000})
+RUN = dict(
+    arch="bow",
+    workers=2,
+    epochs=3,
+    batch_tokens=512,
+    seed=0,
+    patience=10,
+    max_failures=1,
+    lr=1e-2,
+    model={"num_buckets": 1000},
+)
 SNAPSHOT = "checkpoint_manager_snapshot.json"  # Ray Train's JSON record of the reported checkpoints
 
 
@@ -56,10 +65,12 @@ def uninterrupted(tiny_corpus, ray_local, tmp_path_factory):
 
 # -- 10. a DDP worker killed mid-epoch -----------------------------------------------------------
 
+
 @pytest.mark.ray
 @pytest.mark.slow
-def test_a_worker_killed_mid_epoch_resumes_and_matches_an_uninterrupted_run(uninterrupted, tiny_corpus,
-                                                                             tmp_path, monkeypatch):
+def test_a_worker_killed_mid_epoch_resumes_and_matches_an_uninterrupted_run(
+    uninterrupted, tiny_corpus, tmp_path, monkeypatch
+):
     reference, reference_summary, reference_s = uninterrupted
     fired = tmp_path / "fired"
     # rank 1 exits (os._exit) at step 3 of the last epoch, once: the restarted worker finds the marker.
@@ -84,21 +95,29 @@ def test_a_worker_killed_mid_epoch_resumes_and_matches_an_uninterrupted_run(unin
     loss = meta["history"][-1]["val_loss"]
     reference_loss = json.loads((reference / "model.json").read_text())["history"][-1]["val_loss"]
     assert loss < 2 * reference_loss
-    print(f"\n[worker kill] resumed after epoch {summary['resumed_after_epochs'][0]} of 3; "
-          f"validation accuracy {summary['val_accuracy']:.4f} vs {reference_summary['val_accuracy']:.4f} "
-          f"uninterrupted, test {test_accuracy:.4f} vs {reference_test_accuracy:.4f}; "
-          f"val loss {loss:.4f} vs {reference_loss:.4f}; {seconds:.1f} s vs {reference_s:.1f} s")
+    print(
+        f"\n[worker kill] resumed after epoch {summary['resumed_after_epochs'][0]} of 3; "
+        f"validation accuracy {summary['val_accuracy']:.4f} vs {reference_summary['val_accuracy']:.4f} "
+        f"uninterrupted, test {test_accuracy:.4f} vs {reference_test_accuracy:.4f}; "
+        f"val loss {loss:.4f} vs {reference_loss:.4f}; {seconds:.1f} s vs {reference_s:.1f} s"
+    )
 
 
 # -- 11. the training command killed with SIGKILL, then --resume -----------------------------------
+
 
 def _textclf(*args, log: Path) -> subprocess.Popen:
     """`textclf ARGS` in a new session, stdout and stderr to `log`."""
     # a fresh environment: the RAY_* variables of the test session's own Ray must not leak in
     env = {k: v for k, v in os.environ.items() if not k.startswith(("RAY_", "TEXTCLF_FAULTS"))}
     with open(log, "wb") as output:
-        return subprocess.Popen([sys.executable, "-m", "textclf.cli", *map(str, args)], env=env,
-                                stdout=output, stderr=subprocess.STDOUT, start_new_session=True)
+        return subprocess.Popen(
+            [sys.executable, "-m", "textclf.cli", *map(str, args)],
+            env=env,
+            stdout=output,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
 
 
 def _epoch_events(log: Path) -> list[dict]:
@@ -119,9 +138,25 @@ def test_training_killed_with_sigkill_resumes_from_its_last_checkpoint(tiny_corp
     run_dir = tmp_path / "bow.checkpoints" / "train"
     small_table = tmp_path / "small.yaml"  # as RUN: same paths, small checkpoints
     small_table.write_text("model:\n  num_buckets: 1000\n")
-    common = ["train", "--train", tiny_corpus / "train", "--validation", tiny_corpus / "validation",
-              "--out", out, "--arch", "bow", "--workers", "1", "--batch-tokens", "512", "--patience", "0",
-              "--config", small_table]
+    common = [
+        "train",
+        "--train",
+        tiny_corpus / "train",
+        "--validation",
+        tiny_corpus / "validation",
+        "--out",
+        out,
+        "--arch",
+        "bow",
+        "--workers",
+        "1",
+        "--batch-tokens",
+        "512",
+        "--patience",
+        "0",
+        "--config",
+        small_table,
+    ]
     # far more epochs than it will live for: killed as soon as one checkpoint is on disk
     first = _textclf(*common, "--epochs", "200", log=tmp_path / "first.log")
     try:
@@ -158,11 +193,14 @@ def test_training_killed_with_sigkill_resumes_from_its_last_checkpoint(tiny_corp
     kept = [{k: v for k, v in h.items() if k != "val_confusion"} for h in state["history"]]
     assert meta["history"][:done] == kept
     assert evaluate(str(out), str(tiny_corpus / "test"))["accuracy"] > 0.9  # a valid, loadable bundle
-    print(f"\n[kill -9] killed after epoch {done}'s checkpoint; processes gone in {gone_s:.1f} s; "
-          f"resume ran epoch {done + 1} only")
+    print(
+        f"\n[kill -9] killed after epoch {done}'s checkpoint; processes gone in {gone_s:.1f} s; "
+        f"resume ran epoch {done + 1} only"
+    )
 
 
 # -- 12. corrupted bundles and checkpoints ------------------------------------------------------
+
 
 class _Payload:
     """Unpickling this creates `marker`: proof that something was unpickled."""
@@ -217,9 +255,12 @@ def _one_line_error(result, *fragments) -> str:
     return lines[0]
 
 
-CASES = {"truncated": "does not match the sha256", "sha256 mismatch": "does not match the sha256",
-         "pickle as safetensors": "is not a readable safetensors file",
-         "pickle dropped in": "holds pickle file(s) model.pt, optimizer.pkl"}
+CASES = {
+    "truncated": "does not match the sha256",
+    "sha256 mismatch": "does not match the sha256",
+    "pickle as safetensors": "is not a readable safetensors file",
+    "pickle dropped in": "holds pickle file(s) model.pt, optimizer.pkl",
+}
 
 
 @pytest.mark.ray
@@ -236,17 +277,18 @@ def test_a_corrupt_bundle_is_refused_by_every_command(uninterrupted, tiny_corpus
     started = time.monotonic()
     _one_line_error(run(cli, ["evaluate", str(bundle), str(tiny_corpus / "test")]), CASES[how])
     _one_line_error(run(cli, ["predict", str(bundle), "a great film"]), CASES[how])
-    _one_line_error(run(cli, ["label", str(bundle), str(tiny_corpus / "test"), str(tmp_path / "labeled")]),
-                    CASES[how])
+    _one_line_error(run(cli, ["label", str(bundle), str(tiny_corpus / "test"), str(tmp_path / "labeled")]), CASES[how])
     assert time.monotonic() - started < 30
     assert not (tmp_path / "labeled").exists()  # refused before anything was written
     assert not marker.exists()
 
 
-CHECKPOINT_CASES = {"truncated": ("model.safetensors", "does not match the sha256"),
-                    "sha256 mismatch": ("best.safetensors", "does not match the sha256"),
-                    "pickle as safetensors": ("optimizer.safetensors", "is not a readable safetensors file"),
-                    "pickle dropped in": (None, "holds pickle file(s) model.pt, optimizer.pkl")}
+CHECKPOINT_CASES = {
+    "truncated": ("model.safetensors", "does not match the sha256"),
+    "sha256 mismatch": ("best.safetensors", "does not match the sha256"),
+    "pickle as safetensors": ("optimizer.safetensors", "is not a readable safetensors file"),
+    "pickle dropped in": (None, "holds pickle file(s) model.pt, optimizer.pkl"),
+}
 
 
 @pytest.mark.ray
@@ -263,8 +305,21 @@ def test_resume_refuses_a_corrupt_checkpoint_before_starting(uninterrupted, tiny
         (checkpoint / "state.json").write_text(json.dumps(state))
     before = sorted(p.name for p in checkpoint.parent.iterdir())
     started = time.monotonic()
-    result = CliRunner().invoke(cli, ["train", "--train", str(tiny_corpus / "train"), "--out", str(out),
-                                      "--arch", "bow", "--epochs", "4", "--resume"])
+    result = CliRunner().invoke(
+        cli,
+        [
+            "train",
+            "--train",
+            str(tiny_corpus / "train"),
+            "--out",
+            str(out),
+            "--arch",
+            "bow",
+            "--epochs",
+            "4",
+            "--resume",
+        ],
+    )
     assert checkpoint.name in _one_line_error(result, "--resume:", fragment)
     assert time.monotonic() - started < 30  # refused up front, not after failed worker retries
     assert sorted(p.name for p in checkpoint.parent.iterdir()) == before  # no training started

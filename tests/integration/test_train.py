@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 
 from textclf.bundle import load_bundle
-from textclf.training.config import TrainConfig
 from textclf.errors import ConfigError, DataError
 from textclf.evaluation.evaluate import evaluate
 from textclf.inference.predictor import Predictor
+from textclf.training.config import TrainConfig
 from textclf.training.driver import WORKER_MALLOC, train, worker_malloc_env
 
 pytestmark = pytest.mark.ray
@@ -75,8 +75,11 @@ def test_a_single_worker_trains_without_a_process_group(ray_local, tmp_path):
 
         return {"process_group": dist.is_initialized(), "world": ray.train.get_context().get_world_size()}
 
-    result = _trainer_class(True)(_process_group_state, scaling_config=ScalingConfig(num_workers=1),
-                                  run_config=RunConfig(storage_path=str(tmp_path))).fit()
+    result = _trainer_class(True)(
+        _process_group_state,
+        scaling_config=ScalingConfig(num_workers=1),
+        run_config=RunConfig(storage_path=str(tmp_path)),
+    ).fit()
     assert result.return_value == {"process_group": False, "world": 1}
 
 
@@ -92,9 +95,11 @@ def test_the_controller_can_load_what_the_trainer_sends_it_without_torch(tmp_pat
     # Ray Train's controller unpickles the callbacks (backend and all); torch would add ~3 s to its start
     trainer = _trainer_class(True, workers=2)(lambda cfg: None, scaling_config=ScalingConfig(num_workers=2))
     (tmp_path / "callbacks.pkl").write_bytes(cloudpickle.dumps(trainer._create_default_callbacks()))
-    load = ("import pickle, sys; sys.modules['torch'] = None; "
-            f"callbacks = pickle.loads(open({str(tmp_path / 'callbacks.pkl')!r}, 'rb').read()); "
-            "print(sorted(type(c).__name__ for c in callbacks))")
+    load = (
+        "import pickle, sys; sys.modules['torch'] = None; "
+        f"callbacks = pickle.loads(open({str(tmp_path / 'callbacks.pkl')!r}, 'rb').read()); "
+        "print(sorted(type(c).__name__ for c in callbacks))"
+    )
     out = subprocess.run([sys.executable, "-c", load], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     assert "BackendSetupCallback" in out.stdout and "ImportTorchBackendEarly" in out.stdout
@@ -121,8 +126,9 @@ def test_resume_continues_from_the_last_checkpoint(tiny_corpus, ray_local, tmp_p
     out = tmp_path / "bow"
     base = dict(arch="bow", workers=1, batch_tokens=512, seed=0, patience=10, model={"num_buckets": 1000})
     train(TrainConfig(epochs=1, **base), str(tiny_corpus / "train"), str(tiny_corpus / "validation"), out)
-    summary = train(TrainConfig(epochs=2, **base), str(tiny_corpus / "train"), str(tiny_corpus / "validation"),
-                    out, resume=True)
+    summary = train(
+        TrainConfig(epochs=2, **base), str(tiny_corpus / "train"), str(tiny_corpus / "validation"), out, resume=True
+    )
     history = json.loads((out / "model.json").read_text())["history"]
     assert summary["epochs_run"] == 2 and [h["epoch"] for h in history] == [1, 2]
 
@@ -179,21 +185,36 @@ def test_defaults_learn_a_many_class_corpus_and_the_warning_stays_quiet(multicla
     assert summary["val_macro_f1"] > meta["quality"]["baselines_macro_f1"]["majority"]
 
 
-def test_a_model_that_did_not_learn_is_named_in_one_line_and_in_the_bundle(multiclass_corpus, ray_local,
-                                                                            small_bow_config, tmp_path):
+def test_a_model_that_did_not_learn_is_named_in_one_line_and_in_the_bundle(
+    multiclass_corpus, ray_local, small_bow_config, tmp_path
+):
     from click.testing import CliRunner
 
     from textclf.cli import cli
 
     out = tmp_path / "untrained"
-    result = CliRunner().invoke(cli, [
-        "train", "--train", str(multiclass_corpus / "train"), "--validation", str(multiclass_corpus / "validation"),
-        "--out", str(out), "--epochs", "1", "--lr", "1e-7", "--config", str(small_bow_config)])
+    result = CliRunner().invoke(
+        cli,
+        [
+            "train",
+            "--train",
+            str(multiclass_corpus / "train"),
+            "--validation",
+            str(multiclass_corpus / "validation"),
+            "--out",
+            str(out),
+            "--epochs",
+            "1",
+            "--lr",
+            "1e-7",
+            "--config",
+            str(small_bow_config),
+        ],
+    )
     assert result.exit_code == 0, result.output
     warnings = [line for line in result.stderr.splitlines() if line.startswith("warning: ")]
     assert len(warnings) == 1 and "--epochs" in warnings[0]  # one line, saying what to try
     assert json.loads((out / "model.json").read_text())["quality"]["warning"] == warnings[0].removeprefix("warning: ")
-
 
 
 def test_training_progress_in_a_job_log_is_plain_json_lines(tiny_corpus, small_bow_config, tmp_path):
@@ -201,10 +222,27 @@ def test_training_progress_in_a_job_log_is_plain_json_lines(tiny_corpus, small_b
     import sys
 
     # stderr is a pipe, as in a Ray job's log: every progress record must parse as JSON on its own line
-    done = subprocess.run([sys.executable, "-m", "textclf.cli", "train", "--train", str(tiny_corpus / "train"),
-                           "--validation", str(tiny_corpus / "validation"), "--out", str(tmp_path / "m"),
-                           "--epochs", "2", "--config", str(small_bow_config)],
-                          capture_output=True, text=True, timeout=600)
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "textclf.cli",
+            "train",
+            "--train",
+            str(tiny_corpus / "train"),
+            "--validation",
+            str(tiny_corpus / "validation"),
+            "--out",
+            str(tmp_path / "m"),
+            "--epochs",
+            "2",
+            "--config",
+            str(small_bow_config),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     records = [json.loads(line) for line in done.stderr.splitlines() if line.startswith("{")]
     assert [r["epoch"] for r in records if r["event"] == "epoch"] == [1, 2]

@@ -21,7 +21,9 @@ def tree(tmp_path):
 def test_folders_are_searched_recursively_and_rows_come_from_footers(tree):
     _, files = discover_inputs(str(tree))
     assert [(f.path.rsplit("/", 2)[-2:], f.rows, f.error) for f in files] == [
-        (["deep", "two.parquet"], 2, None), (["in", "one.parquet"], 3, None)]
+        (["deep", "two.parquet"], 2, None),
+        (["in", "one.parquet"], 3, None),
+    ]
 
 
 def test_a_single_file_and_a_glob(tree):

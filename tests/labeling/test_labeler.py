@@ -19,8 +19,11 @@ def bundle_dir(tmp_path_factory):
     torch.manual_seed(0)
     vocab = Vocab(["<pad>", "<unk>", "good", "bad", "film", "plot", "great", "dull"])
     model = create_model("bilstm", vocab_size=len(vocab), num_classes=3, hidden_dim=16, embedding_dim=8).eval()
-    return str(save_bundle(tmp_path_factory.mktemp("b") / "m", model, "bilstm", vocab, ["neg", "neu", "pos"],
-                           TokenizerConfig(), 16))
+    return str(
+        save_bundle(
+            tmp_path_factory.mktemp("b") / "m", model, "bilstm", vocab, ["neg", "neu", "pos"], TokenizerConfig(), 16
+        )
+    )
 
 
 def label_batch(bundle_dir, batch, text_column="text", **options):
@@ -31,8 +34,18 @@ def test_every_row_out_in_order_with_errors_for_unlabelable_text(bundle_dir):
     texts = ["a good film", None, "", "   \n\t", "bad plot " * 10_000, "great\x00\x07 film \u200f😀"]
     batch = pa.table({"id": ["a", "b", "c", "d", "e", "f"], "text": texts, "source": [1, 2, 3, 4, 5, 6]})
     out = label_batch(bundle_dir, batch, keep_columns=["source"], probabilities=True)
-    assert out.column_names == ["id", "label", "confidence", "error", "probs", "source", "_real_tokens",
-                                "_padded_tokens", "_rows", "_node"]
+    assert out.column_names == [
+        "id",
+        "label",
+        "confidence",
+        "error",
+        "probs",
+        "source",
+        "_real_tokens",
+        "_padded_tokens",
+        "_rows",
+        "_node",
+    ]
     real, padded = out["_real_tokens"].to_pylist(), out["_padded_tokens"].to_pylist()
     assert out["_rows"].to_pylist() == [6, 0, 0, 0, 0, 0]  # per call, on its first row
     assert real[0] > 0 and padded[0] >= real[0] and sum(real[1:]) == sum(padded[1:]) == 0

@@ -2,15 +2,14 @@ import numpy as np
 import pytest
 import torch
 from click.testing import CliRunner
+from test_bundle import TEXTS, _bundle
 
-from textclf.runtime import precision
 from textclf.cli import cli
-from textclf.training.config import TrainConfig
 from textclf.errors import ConfigError
 from textclf.inference.predictor import Predictor
+from textclf.runtime import precision
 from textclf.runtime.precision import compute_dtype, native_bf16_cpu
-
-from test_bundle import TEXTS, _bundle
+from textclf.training.config import TrainConfig
 
 
 @pytest.mark.parametrize("native", [True, False])
@@ -36,8 +35,9 @@ def test_bf16_on_a_cpu_without_it_is_a_one_line_error(monkeypatch, tmp_path):
     assert "precision bf16 needs a GPU or a CPU with native bf16" in result.output
 
 
-@pytest.mark.parametrize("make", [lambda: compute_dtype("fp16", torch.device("cpu")),
-                                  lambda: TrainConfig(precision="half")])
+@pytest.mark.parametrize(
+    "make", [lambda: compute_dtype("fp16", torch.device("cpu")), lambda: TrainConfig(precision="half")]
+)
 def test_unknown_precision_is_a_config_error(make):
     with pytest.raises(ConfigError, match="precision must be one of auto, bf16, fp32"):
         make()
@@ -63,7 +63,8 @@ def test_training_in_bf16_on_a_cpu_without_it_is_refused_before_ray_starts(monke
     monkeypatch.setattr(precision, "native_bf16_cpu", lambda: False)
     monkeypatch.delenv("RAY_ADDRESS", raising=False)
     pq.write_table(pa.table({"text": ["good", "bad"] * 8, "label": ["pos", "neg"] * 8}), tmp_path / "train.parquet")
-    result = CliRunner().invoke(cli, ["train", "--train", str(tmp_path / "train.parquet"), "--out", str(tmp_path / "m"),
-                                      "--precision", "bf16"])
+    result = CliRunner().invoke(
+        cli, ["train", "--train", str(tmp_path / "train.parquet"), "--out", str(tmp_path / "m"), "--precision", "bf16"]
+    )
     assert result.exit_code == 2 and "precision bf16 needs a GPU or a CPU with native bf16" in result.output
     assert not (tmp_path / "m").exists()

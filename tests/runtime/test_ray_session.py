@@ -1,6 +1,5 @@
 """Which Ray a command joins (address checks that need no cluster), and what a local session stops."""
 
-
 import pytest
 
 from textclf.errors import UsageError
@@ -37,6 +36,7 @@ def test_no_textclf_module_reaches_into_private_apis_outside_compat():
 
     private = re.compile(r"ray\._private|ray\._raylet|\._internal\b|DistributedDataParallel\._|_TorchBackend")
     root = Path(textclf.__file__).parent
-    offenders = [str(p.relative_to(root)) for p in root.rglob("*.py")
-                 if p.name != "compat.py" and private.search(p.read_text())]
+    offenders = [
+        str(p.relative_to(root)) for p in root.rglob("*.py") if p.name != "compat.py" and private.search(p.read_text())
+    ]
     assert offenders == []

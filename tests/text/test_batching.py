@@ -1,8 +1,8 @@
 import numpy as np
 import pytest
 
-from textclf.text.batching import BatchingConfig, PaddingStats, bucket_batches, pad_batch
 from textclf.errors import ConfigError
+from textclf.text.batching import BatchingConfig, PaddingStats, bucket_batches, pad_batch
 
 
 def test_every_row_once_and_budgets_respected():
@@ -28,7 +28,7 @@ def test_bucketing_pads_far_less_than_file_order():
     for b in bucket_batches(lengths, BatchingConfig(batch_tokens=4096, max_rows=256)):
         bucketed.add(lengths[b])
     for start in range(0, len(lengths), 64):
-        file_order.add(lengths[start:start + 64])
+        file_order.add(lengths[start : start + 64])
     assert bucketed.efficiency > 0.97 and file_order.efficiency < 0.6
 
 

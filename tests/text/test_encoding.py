@@ -19,8 +19,15 @@ def test_batch_ids_are_the_tokenizer_then_the_vocabulary(lowercase):
     # special cases across whitespace (spaCy tokenizes those texts whole), texts without a token,
     # texts cut by max_tokens, unknown words; batches in shuffled order, so later ones reuse remembered
     # chunks and texts of one batch sit next to different neighbours
-    texts = ["[ :)%", "it 's a film .", "Dontve\nShan't  Gotta", "   ", "\u200f", "good " * 40,
-             "and/or ( ok )"] + _adversarial_texts(1500, seed=3)
+    texts = [
+        "[ :)%",
+        "it 's a film .",
+        "Dontve\nShan't  Gotta",
+        "   ",
+        "\u200f",
+        "good " * 40,
+        "and/or ( ok )",
+    ] + _adversarial_texts(1500, seed=3)
     config = TokenizerConfig(lowercase=lowercase)
     reference_tokens = Tokenizer(config).tokenize_batch(texts)
     vocab = Vocab(["<pad>", "<unk>"] + [t for t, _ in count_tokens(reference_tokens[::2]).most_common(500)])
@@ -31,7 +38,7 @@ def test_batch_ids_are_the_tokenizer_then_the_vocabulary(lowercase):
         for repeat in range(2):
             random.Random(repeat).shuffle(order)
             for start in range(0, len(order), 97):
-                part = order[start:start + 97]
+                part = order[start : start + 97]
                 got = _per_text(*encoder.encode_batch([texts[i] for i in part]))
                 assert got == [expected[i] for i in part]
     assert TextEncoder(Tokenizer(config), vocab, 8).encode_batch(["   "])[1].tolist() == [UNK_ID]
@@ -50,6 +57,6 @@ def test_remembered_chunks_are_bounded(monkeypatch):
     encoder, tokenizer = TextEncoder(Tokenizer(), vocab, 64), Tokenizer()
     texts = [" ".join(f"w{i}x{j}," for j in range(20)) for i in range(30)]  # 20 new chunks each
     for i in range(0, 30, 2):
-        got = _per_text(*encoder.encode_batch(texts[i:i + 2]))
-        assert got == [ids.tolist() for ids in vocab.encode_batch(tokenizer.tokenize_batch(texts[i:i + 2]), 64)]
+        got = _per_text(*encoder.encode_batch(texts[i : i + 2]))
+        assert got == [ids.tolist() for ids in vocab.encode_batch(tokenizer.tokenize_batch(texts[i : i + 2]), 64)]
         assert len(encoder._row) <= 50

@@ -29,8 +29,10 @@ def test_tokenizing_leaves_torch_unimported_and_importable():
     import subprocess
     import sys
 
-    code = ("import sys; from textclf.text.tokenizer import Tokenizer; assert Tokenizer()('a b!') == ['a', 'b', '!']; "
-            "assert 'torch' not in sys.modules; import torch; print(float(torch.ones(2).sum()))")
+    code = (
+        "import sys; from textclf.text.tokenizer import Tokenizer; assert Tokenizer()('a b!') == ['a', 'b', '!']; "
+        "assert 'torch' not in sys.modules; import torch; print(float(torch.ones(2).sum()))"
+    )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "2.0"
@@ -55,12 +57,25 @@ def _adversarial_texts(n: int, seed: int) -> list[str]:
     import random
 
     rules = [k for k in _spacy_tokenizer().rules if not k.isspace()]
-    alphabet = list("abcXYZ019()[]{}:;'\".,!?-/\\@#$%&*_+=<>~`|^") + [" ", " ", "\t", "\n", "\xa0", "é", "’", "“", "😀", "…"]
+    alphabet = list("abcXYZ019()[]{}:;'\".,!?-/\\@#$%&*_+=<>~`|^") + [
+        " ",
+        " ",
+        "\t",
+        "\n",
+        "\xa0",
+        "é",
+        "’",
+        "“",
+        "😀",
+        "…",
+    ]
     rng = random.Random(seed)
     texts = []
     for _ in range(n):
-        parts = [rng.choice(rules) if rng.random() < 0.5 else "".join(rng.choices(alphabet, k=rng.randint(1, 4)))
-                 for _ in range(rng.randint(1, 8))]
+        parts = [
+            rng.choice(rules) if rng.random() < 0.5 else "".join(rng.choices(alphabet, k=rng.randint(1, 4)))
+            for _ in range(rng.randint(1, 8))
+        ]
         texts.append("".join(p + rng.choice(["", " ", "  ", "\n"]) for p in parts))
     return texts
 
@@ -84,5 +99,5 @@ def test_remembered_words_are_bounded(monkeypatch):
     tok = Tokenizer()
     texts = [" ".join(f"w{i}x{j}," for j in range(20)) for i in range(30)]  # 20 new words each
     for i in range(0, 30, 2):
-        assert tok.tokenize_batch(texts[i:i + 2]) == [_spacy_tokens(t, True) for t in texts[i:i + 2]]
+        assert tok.tokenize_batch(texts[i : i + 2]) == [_spacy_tokens(t, True) for t in texts[i : i + 2]]
         assert len(tok._chunks) <= 50

@@ -1,7 +1,7 @@
 import torch
 
-from textclf.training.checkpoint import load_training_state, save_training_state
 from textclf.models import create_model
+from textclf.training.checkpoint import load_training_state, save_training_state
 
 
 def test_training_state_round_trips_without_pickle(tmp_path):

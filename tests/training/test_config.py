@@ -1,7 +1,7 @@
 import pytest
 
-from textclf.training.config import TrainConfig, default_lr, load_train_config
 from textclf.errors import ConfigError
+from textclf.training.config import TrainConfig, default_lr, load_train_config
 from textclf.training.driver import _class_weights
 
 
@@ -17,13 +17,16 @@ def test_learning_rate_default_and_override():
     assert TrainConfig(arch="bow").lr is None and TrainConfig(arch="bow", lr=0.1).lr == 0.1  # None: default_lr
 
 
-@pytest.mark.parametrize("options, fragment", [
-    ({"arch": "transformer"}, "unknown architecture"),
-    ({"epochs": 0}, "epochs"),
-    ({"lr": -1.0}, "lr"),
-    ({"class_weights": "inverse"}, "class_weights"),
-    ({"workers": 1.5}, "workers"),
-])
+@pytest.mark.parametrize(
+    "options, fragment",
+    [
+        ({"arch": "transformer"}, "unknown architecture"),
+        ({"epochs": 0}, "epochs"),
+        ({"lr": -1.0}, "lr"),
+        ({"class_weights": "inverse"}, "class_weights"),
+        ({"workers": 1.5}, "workers"),
+    ],
+)
 def test_invalid_values_say_what_to_fix(options, fragment):
     with pytest.raises(ConfigError, match=fragment):
         TrainConfig(**options)

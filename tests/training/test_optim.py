@@ -1,8 +1,8 @@
 import pytest
 import torch
 
-from textclf.training.checkpoint import load_training_state, save_training_state
 from textclf.models import create_model
+from textclf.training.checkpoint import load_training_state, save_training_state
 from textclf.training.optim import Adam, SparseTables, clip_grad_norm
 
 CPU = torch.device("cpu")
@@ -46,7 +46,11 @@ def test_tables_stay_dense_off_cpu_and_models_without_tables_get_plain_adam():
     assert [g["sparse"] for g in optimizer.param_groups] == [False]
 
 
-BATCHES = [(IDS, LENGTHS), (torch.tensor([[4, 9, 3], [5, 5, 5]]), LENGTHS), (torch.tensor([[8, 2, 0], [3, 0, 0]]), torch.tensor([2, 1]))]
+BATCHES = [
+    (IDS, LENGTHS),
+    (torch.tensor([[4, 9, 3], [5, 5, 5]]), LENGTHS),
+    (torch.tensor([[8, 2, 0], [3, 0, 0]]), torch.tensor([2, 1])),
+]
 
 
 def _torch_optimizers(model, lr, weight_decay):
@@ -84,10 +88,17 @@ def test_optimizer_state_saved_by_the_torch_optimizers_loads_and_continues_the_s
         _torch_step(theirs, reference, ids, lengths)
     dense, sparse = (opt.state_dict() for opt in reference)
     offset = len(dense["param_groups"][0]["params"])
-    merged = {"state": {**dense["state"], **{i + offset: v for i, v in sparse["state"].items()}},
-              "param_groups": [{**dense["param_groups"][0], "sparse": False},
-                               {**sparse["param_groups"][0], "params": [i + offset for i in sparse["param_groups"][0]["params"]],
-                                "sparse": True}]}
+    merged = {
+        "state": {**dense["state"], **{i + offset: v for i, v in sparse["state"].items()}},
+        "param_groups": [
+            {**dense["param_groups"][0], "sparse": False},
+            {
+                **sparse["param_groups"][0],
+                "params": [i + offset for i in sparse["param_groups"][0]["params"]],
+                "sparse": True,
+            },
+        ],
+    }
     ours = _bow(seed=1)
     ours.load_state_dict(theirs.state_dict())
     optimizer = Adam(ours, SparseTables(ours, CPU), lr=0.5)  # the saved lr wins, as in torch

@@ -6,16 +6,18 @@ import numpy as np
 import pyarrow.compute as pc
 
 from textclf.errors import DataError
-from textclf.inference.predictor import Predictor
 from textclf.evaluation.metrics import confusion_matrix, metrics_from_confusion
+from textclf.inference.predictor import Predictor
 from textclf.training.data import parquet_dataset
 
 
-def evaluate(model_dir: str, data_path: str, text_column: str = "text", label_column: str = "label",
-             precision: str = "auto") -> dict:
+def evaluate(
+    model_dir: str, data_path: str, text_column: str = "text", label_column: str = "label", precision: str = "auto"
+) -> dict:
     predictor = Predictor(model_dir, precision=precision)
     table = parquet_dataset(data_path, [text_column, label_column], "evaluation").to_table(
-        columns=[text_column, label_column])
+        columns=[text_column, label_column]
+    )
     table = table.filter(pc.and_(pc.is_valid(table[text_column]), pc.is_valid(table[label_column])))
     if table.num_rows == 0:
         raise DataError(f"evaluation data {data_path} has no rows with both a text and a label")

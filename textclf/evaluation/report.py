@@ -18,11 +18,7 @@ _SCORE_SERIES = (("val_accuracy", "accuracy"), ("val_macro_f1", "macro F1"))
 
 def _series(history: list[dict], key: str) -> tuple[list, list]:
     """(epochs, values) for the epochs that recorded ``key``; epoch defaults to the 1-based index."""
-    points = [
-        (row.get("epoch", i + 1), row[key])
-        for i, row in enumerate(history)
-        if row.get(key) is not None
-    ]
+    points = [(row.get("epoch", i + 1), row[key]) for i, row in enumerate(history) if row.get(key) is not None]
     return [p[0] for p in points], [float(p[1]) for p in points]
 
 
@@ -46,8 +42,7 @@ def plot_training_curves(history: list[dict], path, best_epoch: int | None = Non
                 plotted = True
         if plotted:
             if best_epoch is not None:
-                ax.axvline(best_epoch, color="grey", linestyle="--", linewidth=1,
-                           label=f"best (epoch {best_epoch})")
+                ax.axvline(best_epoch, color="grey", linestyle="--", linewidth=1, label=f"best (epoch {best_epoch})")
             ax.legend(loc="best", fontsize="small")
         else:
             ax.text(0.5, 0.5, "no data", ha="center", va="center", transform=ax.transAxes, color="grey")
@@ -96,8 +91,9 @@ def plot_confusion(confusion, label_names, path, normalize: bool = True) -> Path
     for i in range(k):
         for j in range(k):
             dark = colours[i, j] > 0.6 * vmax
-            ax.text(j, i, str(counts[i, j]), ha="center", va="center", fontsize=fontsize,
-                    color="white" if dark else "black")
+            ax.text(
+                j, i, str(counts[i, j]), ha="center", va="center", fontsize=fontsize, color="white" if dark else "black"
+            )
     ax.set_xticks(range(k), labels, fontsize=fontsize)
     ax.set_yticks(range(k), labels, fontsize=fontsize)
     if k > 4 or max(map(len, labels), default=0) > 8:
@@ -113,9 +109,7 @@ def plot_confusion(confusion, label_names, path, normalize: bool = True) -> Path
     return path
 
 
-def write_report(
-    report_dir, metrics: dict, history: list[dict] | None, best_epoch: int | None = None
-) -> list[Path]:
+def write_report(report_dir, metrics: dict, history: list[dict] | None, best_epoch: int | None = None) -> list[Path]:
     """Write metrics.json, training_curves.png (when there is a history) and confusion_matrix.png."""
     report_dir = Path(report_dir)
     report_dir.mkdir(parents=True, exist_ok=True)

@@ -6,15 +6,15 @@ confidence whichever path scores it.
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import torch
 
-from textclf.text.batching import BatchingConfig, PaddingStats, bucket_batches, pad_batch
 from textclf.bundle import Bundle, load_bundle
-from textclf.text.encoding import TextEncoder, cached_tokenizer
 from textclf.runtime.precision import autocast, compute_dtype
+from textclf.text.batching import BatchingConfig, PaddingStats, bucket_batches, pad_batch
+from textclf.text.encoding import TextEncoder, cached_tokenizer
 
 
 def inference_batching(device_type: str = "cpu", batch_tokens: int | None = None) -> BatchingConfig:
@@ -26,11 +26,13 @@ def inference_batching(device_type: str = "cpu", batch_tokens: int | None = None
 
 INFERENCE_BATCHING = inference_batching()  # CPU
 
+
 class Predictor:
     """Loads a bundle once; `predict_proba(texts)` returns class probabilities in input order."""
 
-    def __init__(self, bundle: Bundle | str, device: str | None = None, batch_tokens: int | None = None,
-                 precision: str = "auto") -> None:
+    def __init__(
+        self, bundle: Bundle | str, device: str | None = None, batch_tokens: int | None = None, precision: str = "auto"
+    ) -> None:
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         self.dtype = compute_dtype(precision, self.device)  # before loading: a bad value fails fast
         self.bundle = bundle if isinstance(bundle, Bundle) else load_bundle(bundle, self.device)

@@ -66,8 +66,13 @@ def _list(filesystem: pafs.FileSystem, root: str, pattern: str | None) -> list[s
     if info.type == pafs.FileType.File:
         return [root]
     infos = filesystem.get_file_info(pafs.FileSelector(root, recursive=True))
-    return [i.path for i in infos if i.type == pafs.FileType.File and _is_data_file(i.path)
-            and (pattern is None or fnmatch.fnmatch(i.path, pattern))]
+    return [
+        i.path
+        for i in infos
+        if i.type == pafs.FileType.File
+        and _is_data_file(i.path)
+        and (pattern is None or fnmatch.fnmatch(i.path, pattern))
+    ]
 
 
 def _is_data_file(path: str) -> bool:

@@ -14,16 +14,16 @@ from __future__ import annotations
 import functools
 import os
 import time
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import pyarrow as pa
 
-from textclf.text.batching import PaddingStats
 from textclf.bundle import read_bundle_meta
-from textclf.text.encoding import TextEncoder, cached_tokenizer, list_arrays
 from textclf.errors import DataError
 from textclf.runtime.faults import fire_limited
+from textclf.text.batching import PaddingStats
+from textclf.text.encoding import TextEncoder, cached_tokenizer, list_arrays
 from textclf.text.tokenizer import TokenizerConfig
 from textclf.text.vocab import Vocab
 
@@ -47,8 +47,9 @@ def check_texts(batch: pa.Table, text_column: str) -> pa.Table:
         raise DataError(f"input has no column {text_column!r} (columns: {', '.join(batch.column_names)})")
     texts, errors = readable_texts(batch.column(text_column))
     index = batch.column_names.index(text_column)
-    return (batch.set_column(index, text_column, pa.array(texts, pa.string()))
-            .append_column("error", pa.array(errors, pa.string())))
+    return batch.set_column(index, text_column, pa.array(texts, pa.string())).append_column(
+        "error", pa.array(errors, pa.string())
+    )
 
 
 def encode_texts(batch: pa.Table, model_dir: str, text_column: str = "text") -> pa.Table:
@@ -70,9 +71,17 @@ class BatchLabeler:
     confidence, error (+ probs, + kept columns, + the batch's padding figures in `_real_tokens` /
     `_padded_tokens`)."""
 
-    def __init__(self, model_dir: str, keep_columns: Sequence[str] = (), probabilities: bool = False,
-                 device: str | None = None, batch_tokens: int | None = None, precision: str = "auto",
-                 text_column: str | None = None, actors_per_node: int | None = None) -> None:
+    def __init__(
+        self,
+        model_dir: str,
+        keep_columns: Sequence[str] = (),
+        probabilities: bool = False,
+        device: str | None = None,
+        batch_tokens: int | None = None,
+        precision: str = "auto",
+        text_column: str | None = None,
+        actors_per_node: int | None = None,
+    ) -> None:
         import torch  # here, not at the top: the driver imports this module and never needs torch
 
         from textclf.inference.predictor import Predictor
@@ -139,8 +148,12 @@ def _node_id() -> str | None:
 
 def output_schema(labels: Sequence[str], probabilities: bool, extra: Sequence[pa.Field] = ()) -> pa.Schema:
     """id, label, confidence, error (+ probs, label names in the metadata) + extra fields."""
-    fields = [pa.field("id", pa.string()), pa.field("label", pa.string()),
-              pa.field("confidence", pa.float32()), pa.field("error", pa.string())]
+    fields = [
+        pa.field("id", pa.string()),
+        pa.field("label", pa.string()),
+        pa.field("confidence", pa.float32()),
+        pa.field("error", pa.string()),
+    ]
     if probabilities:
         fields.append(pa.field("probs", pa.list_(pa.float32())))
     metadata = {PROBS_LABELS_KEY: "\t".join(labels).encode()} if probabilities else None

@@ -20,9 +20,9 @@ import signal
 import threading
 import time
 import uuid
+from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Iterator, Sequence
 
 import numpy as np
 import pyarrow as pa
@@ -30,13 +30,13 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from textclf import errors
-from textclf.text.batching import PaddingStats
 from textclf.bundle import read_bundle_meta
 from textclf.errors import DataError, PartialFailure, TextclfError
-from textclf.runtime.faults import fault, worker_env
 from textclf.labeling.inputs import InputFile, discover_inputs
+from textclf.runtime.faults import fault, worker_env
 from textclf.runtime.precision import check_local_precision, check_precision
 from textclf.runtime.progress import Progress
+from textclf.text.batching import PaddingStats
 
 RUN, MANIFEST, SUCCESS = "_run.json", "_manifest.json", "_SUCCESS"
 LOCK = ".lock"  # held (flock) by the run writing OUTPUT; the kernel drops it when that process dies
@@ -75,8 +75,11 @@ class LabelConfig:
 
     def output_options(self) -> dict:
         """The options that shape the output; the others (speed, placement) may change on a rerun."""
-        return {k: v for k, v in asdict(self).items()
-                if k in ("text_column", "id_column", "keep_columns", "probabilities", "format", "precision")}
+        return {
+            k: v
+            for k, v in asdict(self).items()
+            if k in ("text_column", "id_column", "keep_columns", "probabilities", "format", "precision")
+        }
 
 
 @dataclass
@@ -102,15 +105,29 @@ class _RunStats:
     rows_per_node: dict[str, int] = field(default_factory=dict)  # labeled by the actors of each Ray node
 
 
-def label(model_dir: str, input_spec: str, output: str, config: LabelConfig = LabelConfig(),
-          overwrite: bool = False, address: str | None = None) -> dict:
+def label(
+    model_dir: str,
+    input_spec: str,
+    output: str,
+    config: LabelConfig = LabelConfig(),
+    overwrite: bool = False,
+    address: str | None = None,
+) -> dict:
     meta = read_bundle_meta(model_dir)  # a folder that is not a bundle fails here, before anything
     check_local_precision(config.precision, config.use_gpu, address)
     out = Path(output)
     filesystem, inputs = discover_inputs(input_spec, exclude=str(out.resolve()))
     # what makes a run the same run; through JSON so it compares equal to the stored copy
-    run = json.loads(json.dumps({"model_sha256": meta["weights_sha256"], "input": input_spec,
-                                 "inputs": [f.path for f in inputs], "config": config.output_options()}))
+    run = json.loads(
+        json.dumps(
+            {
+                "model_sha256": meta["weights_sha256"],
+                "input": input_spec,
+                "inputs": [f.path for f in inputs],
+                "config": config.output_options(),
+            }
+        )
+    )
     with _locked(out):
         try:
             if _prepare_output(out, run, overwrite):
@@ -118,8 +135,10 @@ def label(model_dir: str, input_spec: str, output: str, config: LabelConfig = La
         except OSError as e:
             raise DataError(f"cannot write to OUTPUT {out}: {e.strerror or e}") from None
         _check_columns(filesystem, inputs, config)
-        states = [_FileState(i, f, _output_name(i, f.path, config.format), np.zeros(f.rows or 0, bool))
-                  for i, f in enumerate(inputs)]
+        states = [
+            _FileState(i, f, _output_name(i, f.path, config.format), np.zeros(f.rows or 0, bool))
+            for i, f in enumerate(inputs)
+        ]
         pending = [s for s in states if s.source.error is None and not (out / s.output).exists()]
         started, stats = time.monotonic(), _RunStats()
         for state in [s for s in pending if s.source.rows == 0]:
@@ -131,8 +150,10 @@ def label(model_dir: str, input_spec: str, output: str, config: LabelConfig = La
             rows_done = sum(s.done for s in pending)
             return _write_manifest(out, run, states, rows_done, stats, time.monotonic() - started)
         except OSError as e:  # disk full, permissions changed under us, a storage outage
-            raise TextclfError(f"cannot write to OUTPUT {out}: {e.strerror or e}; "
-                               "partial files were removed, rerun the same command to resume") from None
+            raise TextclfError(
+                f"cannot write to OUTPUT {out}: {e.strerror or e}; "
+                "partial files were removed, rerun the same command to resume"
+            ) from None
         finally:
             _discard_uncommitted(pending)
 
@@ -149,8 +170,9 @@ def _locked(out: Path) -> Iterator[None]:
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            raise DataError(f"OUTPUT {out} is in use by another textclf label run; "
-                            "wait for it to finish or use another OUTPUT") from None
+            raise DataError(
+                f"OUTPUT {out} is in use by another textclf label run; wait for it to finish or use another OUTPUT"
+            ) from None
         yield
 
 
@@ -177,8 +199,10 @@ def _prepare_output(out: Path, run: dict, overwrite: bool) -> bool:
     if run_file.exists():
         previous = json.loads(run_file.read_text())
         if previous != run:
-            raise DataError(f"OUTPUT {out} holds a run with a different {_difference(previous, run)}; "
-                            "use another OUTPUT or --overwrite")
+            raise DataError(
+                f"OUTPUT {out} holds a run with a different {_difference(previous, run)}; "
+                "use another OUTPUT or --overwrite"
+            )
         if (out / SUCCESS).exists():
             return True
     elif any(child.name != LOCK for child in out.iterdir()):
@@ -195,8 +219,11 @@ def _difference(previous: dict, run: dict) -> str:
     before, now = previous.get("config", {}), run["config"]
     options = [name for name in now if before.get(name) != now[name]]
     if options:
-        return "--" + ", --".join(name.replace("_", "-") for name in options) + (
-            f" (was {', '.join(repr(before.get(name)) for name in options)})")
+        return (
+            "--"
+            + ", --".join(name.replace("_", "-") for name in options)
+            + (f" (was {', '.join(repr(before.get(name)) for name in options)})")
+        )
     return "input (other files)"
 
 
@@ -243,15 +270,26 @@ def read_files(batch: pa.Table, filesystem, text_column: str, id_column: str, ke
                 # ids of any type become strings; a null id is replaced by the derived one, never kept null
                 ids = pc.coalesce(chunk.column(id_column).cast(pa.string()), derived) if has_id else derived
                 # `_text`, not the user's name, so keeping the text column itself does not collide
-                table = {"_file": pa.array(np.full(len(rows), index, np.int32)), "_row": pa.array(rows),
-                         "id": ids, "_text": chunk.column(text_column)}
+                table = {
+                    "_file": pa.array(np.full(len(rows), index, np.int32)),
+                    "_row": pa.array(rows),
+                    "id": ids,
+                    "_text": chunk.column(text_column),
+                }
                 for name in keep_columns:
                     table[name] = chunk.column(name)
                 yield check_texts(pa.table(table), "_text")
 
 
-def _run_pipeline(model_dir: str, filesystem, pending: list[_FileState], out: Path, config: LabelConfig,
-                  address: str | None, stats: _RunStats) -> None:
+def _run_pipeline(
+    model_dir: str,
+    filesystem,
+    pending: list[_FileState],
+    out: Path,
+    config: LabelConfig,
+    address: str | None,
+    stats: _RunStats,
+) -> None:
     from textclf.labeling.labeler import STATS, BatchLabeler, encode_texts
     from textclf.runtime.ray_session import ray_session
 
@@ -261,15 +299,25 @@ def _run_pipeline(model_dir: str, filesystem, pending: list[_FileState], out: Pa
         import ray.data  # after the session sets Ray Data's log level
 
         ray.data.DataContext.get_current().target_max_block_size = BLOCK_BYTES
-        files = ray.data.from_items([{"index": s.index, "path": s.source.path} for s in pending],
-                                    override_num_blocks=len(pending))
-        chunks = files.map_batches(read_files, batch_size=1, batch_format="pyarrow",
-                                   fn_kwargs=dict(filesystem=filesystem, text_column=config.text_column,
-                                                  id_column=config.id_column, keep_columns=list(config.keep_columns)))
+        files = ray.data.from_items(
+            [{"index": s.index, "path": s.source.path} for s in pending], override_num_blocks=len(pending)
+        )
+        chunks = files.map_batches(
+            read_files,
+            batch_size=1,
+            batch_format="pyarrow",
+            fn_kwargs=dict(
+                filesystem=filesystem,
+                text_column=config.text_column,
+                id_column=config.id_column,
+                keep_columns=list(config.keep_columns),
+            ),
+        )
         model_dir = str(Path(model_dir).resolve())
         if config.use_gpu:  # tokenizing stays on CPU tasks, so GPU actors only run the model
-            chunks = chunks.map_batches(encode_texts, batch_format="pyarrow",
-                                        fn_kwargs=dict(model_dir=model_dir, text_column="_text"))
+            chunks = chunks.map_batches(
+                encode_texts, batch_format="pyarrow", fn_kwargs=dict(model_dir=model_dir, text_column="_text")
+            )
         # CPU actors tokenize their own batches: one process per core does all the work, so tokenizing
         # runs on every core and no extra worker process has to start
         actors, per_node = _actor_layout(config)
@@ -281,14 +329,24 @@ def _run_pipeline(model_dir: str, filesystem, pending: list[_FileState], out: Pa
         size = call_rows(sum(s.source.rows for s in pending), actors)
         chunks = chunks.repartition(target_num_rows_per_block=size)
         labeled = chunks.map_batches(
-            BatchLabeler, batch_format="pyarrow", batch_size=size,
-            fn_constructor_kwargs=dict(model_dir=model_dir, keep_columns=["_file", "_row", *config.keep_columns],
-                                       probabilities=config.probabilities, batch_tokens=config.batch_tokens,
-                                       precision=config.precision, text_column=None if config.use_gpu else "_text",
-                                       actors_per_node=None if config.use_gpu else per_node),
-            compute=ray.data.ActorPoolStrategy(size=actors, max_tasks_in_flight_per_actor=None if config.use_gpu else CPU_CALLS_IN_FLIGHT),
+            BatchLabeler,
+            batch_format="pyarrow",
+            batch_size=size,
+            fn_constructor_kwargs=dict(
+                model_dir=model_dir,
+                keep_columns=["_file", "_row", *config.keep_columns],
+                probabilities=config.probabilities,
+                batch_tokens=config.batch_tokens,
+                precision=config.precision,
+                text_column=None if config.use_gpu else "_text",
+                actors_per_node=None if config.use_gpu else per_node,
+            ),
+            compute=ray.data.ActorPoolStrategy(
+                size=actors, max_tasks_in_flight_per_actor=None if config.use_gpu else CPU_CALLS_IN_FLIGHT
+            ),
             num_gpus=1 if config.use_gpu else 0,
-            runtime_env=worker_env())
+            runtime_env=worker_env(),
+        )
         padding, rows_per_node = stats.padding, stats.rows_per_node
         progress = Progress("label", sum(s.source.rows for s in pending))
         batches = _with_actor_errors(labeled.iter_batches(batch_format="pyarrow", batch_size=None))
@@ -303,9 +361,12 @@ def _run_pipeline(model_dir: str, filesystem, pending: list[_FileState], out: Pa
                 part = batch.filter(pc.equal(batch["_file"], int(file_index)))
                 _append(by_index[int(file_index)], part, out, config)
             elapsed = time.monotonic() - progress.started
-            progress.update(batch.num_rows, tokens=padding.real_tokens,
-                            tokens_per_s=round(padding.real_tokens / elapsed) if elapsed else 0,
-                            padding_efficiency=padding.efficiency)
+            progress.update(
+                batch.num_rows,
+                tokens=padding.real_tokens,
+                tokens_per_s=round(padding.real_tokens / elapsed) if elapsed else 0,
+                padding_efficiency=padding.efficiency,
+            )
         progress.close()
         stats.labeling_s = time.monotonic() - progress.started
     for state in pending:  # an input that did not deliver every row is not committed
@@ -370,8 +431,10 @@ def _with_stall_timeout(batches: Iterator[pa.Table], timeout_s: float) -> Iterat
         try:
             item = handoff.get(timeout=timeout_s)
         except queue.Empty:
-            raise TextclfError(f"labeling stalled: no rows labeled for {timeout_s:g} s (an inference actor may be "
-                               "hung); committed outputs are kept, rerun to resume or raise --stall-timeout") from None
+            raise TextclfError(
+                f"labeling stalled: no rows labeled for {timeout_s:g} s (an inference actor may be "
+                "hung); committed outputs are kept, rerun to resume or raise --stall-timeout"
+            ) from None
         if item is done:
             return
         if isinstance(item, BaseException):
@@ -388,8 +451,11 @@ def _append(state: _FileState, part: pa.Table, out: Path, config: LabelConfig) -
     table = part.drop_columns(["_file", "_row"])
     if state.writer is None:
         state.tmp = str(out / f"{TMP_PREFIX}{uuid.uuid4().hex}-{state.output}")
-        state.writer = (pq.ParquetWriter(state.tmp, table.schema) if config.format == "parquet"
-                        else pa.ipc.new_file(state.tmp, table.schema))
+        state.writer = (
+            pq.ParquetWriter(state.tmp, table.schema)
+            if config.format == "parquet"
+            else pa.ipc.new_file(state.tmp, table.schema)
+        )
     if fault("disk_full") is not None:
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
     state.writer.write_table(table) if config.format == "parquet" else state.writer.write(table)
@@ -426,16 +492,21 @@ def _pause_after_commit(out: Path) -> None:
         time.sleep(24 * 3600)
 
 
-def _write_manifest(out: Path, run: dict, states: list[_FileState], rows_done: int, stats: _RunStats,
-                    elapsed: float) -> dict:
+def _write_manifest(
+    out: Path, run: dict, states: list[_FileState], rows_done: int, stats: _RunStats, elapsed: float
+) -> dict:
     padding = stats.padding
     inputs, failed = [], []
     rows_labeled = rows_error = 0
     for s in states:
         committed = (out / s.output).exists()
         error = s.source.error or s.failed or (None if committed else "not labeled")
-        entry = {"path": s.source.path, "rows": s.source.rows, "output": s.output if committed else None,
-                 "error": error}
+        entry = {
+            "path": s.source.path,
+            "rows": s.source.rows,
+            "output": s.output if committed else None,
+            "error": error,
+        }
         inputs.append(entry)
         if error:
             failed.append({"path": s.source.path, "error": error})
@@ -445,16 +516,24 @@ def _write_manifest(out: Path, run: dict, states: list[_FileState], rows_done: i
             rows_error += n_err
             rows_labeled += len(errors) - n_err
     rows_in = sum(s.source.rows or 0 for s in states)
-    manifest = {"model_sha256": run["model_sha256"], "input": run["input"], "inputs": inputs,
-                "outputs": [e["output"] for e in inputs if e["output"]], "rows_in": rows_in,
-                "rows_labeled": rows_labeled, "rows_error": rows_error, "failed_files": failed,
-                "rows_this_run": rows_done, "elapsed_s": round(elapsed, 2), "labeling_s": round(stats.labeling_s, 2),
-                # the rates the progress showed: over the labeling, Ray's start and the commits aside
-                "docs_per_s": round(rows_done / stats.labeling_s, 1) if stats.labeling_s and rows_done else None,
-                "tokens_per_s": (round(padding.real_tokens / stats.labeling_s, 1)
-                                 if stats.labeling_s and rows_done else None),
-                "padding_efficiency": round(padding.efficiency, 4) if rows_done else None,
-                "rows_per_node": stats.rows_per_node}
+    manifest = {
+        "model_sha256": run["model_sha256"],
+        "input": run["input"],
+        "inputs": inputs,
+        "outputs": [e["output"] for e in inputs if e["output"]],
+        "rows_in": rows_in,
+        "rows_labeled": rows_labeled,
+        "rows_error": rows_error,
+        "failed_files": failed,
+        "rows_this_run": rows_done,
+        "elapsed_s": round(elapsed, 2),
+        "labeling_s": round(stats.labeling_s, 2),
+        # the rates the progress showed: over the labeling, Ray's start and the commits aside
+        "docs_per_s": round(rows_done / stats.labeling_s, 1) if stats.labeling_s and rows_done else None,
+        "tokens_per_s": (round(padding.real_tokens / stats.labeling_s, 1) if stats.labeling_s and rows_done else None),
+        "padding_efficiency": round(padding.efficiency, 4) if rows_done else None,
+        "rows_per_node": stats.rows_per_node,
+    }
     tmp = out / (TMP_PREFIX + MANIFEST)
     tmp.write_text(json.dumps(manifest, indent=1))
     os.replace(tmp, out / MANIFEST)

@@ -34,8 +34,10 @@ def compute_dtype(precision: str, device: torch.device) -> torch.dtype | None:
         return None
     native = device.type == "cuda" or native_bf16_cpu()
     if precision == "bf16" and not native:  # oneDNN has no bf16 LSTM there: it would fail mid-run
-        raise ConfigError("precision bf16 needs a GPU or a CPU with native bf16 (AVX512-BF16 or AMX), "
-                          "which this CPU lacks; use auto or fp32")
+        raise ConfigError(
+            "precision bf16 needs a GPU or a CPU with native bf16 (AVX512-BF16 or AMX), "
+            "which this CPU lacks; use auto or fp32"
+        )
     return torch.bfloat16 if native else None
 
 

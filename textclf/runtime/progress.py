@@ -19,8 +19,16 @@ class Progress:
     in_ray_worker: draw the bar with Ray's tqdm, which renders on the driver's terminal.
     """
 
-    def __init__(self, task: str, total: int | None, unit: str = "rows", interactive: bool | None = None,
-                 interval_s: float = 10.0, in_ray_worker: bool = False, sink=None) -> None:
+    def __init__(
+        self,
+        task: str,
+        total: int | None,
+        unit: str = "rows",
+        interactive: bool | None = None,
+        interval_s: float = 10.0,
+        in_ray_worker: bool = False,
+        sink=None,
+    ) -> None:
         self.task, self.total, self.unit = task, total, unit
         self.sink = sink or print_json  # where the JSON records go (a JsonRelay's put, in a Ray worker)
         self.interactive = is_interactive() if interactive is None else interactive
@@ -55,8 +63,14 @@ class Progress:
         self._last_emit = now = time.monotonic()
         elapsed = now - self.started
         rate = self.done / elapsed if elapsed > 0 else 0.0
-        record = {"event": event, "task": self.task, "done": self.done, "total": self.total,
-                  f"{self.unit}_per_s": round(rate, 1), "elapsed_s": round(elapsed, 1)}
+        record = {
+            "event": event,
+            "task": self.task,
+            "done": self.done,
+            "total": self.total,
+            f"{self.unit}_per_s": round(rate, 1),
+            "elapsed_s": round(elapsed, 1),
+        }
         if self.total and rate > 0:
             record["eta_s"] = round(max(self.total - self.done, 0) / rate, 1)
         record.update({k: _short(v) for k, v in self.fields.items()})
@@ -87,7 +101,7 @@ class JsonRelay:
         self._done = threading.Event()
         self._thread = threading.Thread(target=self._relay, name="json-relay", daemon=True)
 
-    def __enter__(self) -> "JsonRelay":
+    def __enter__(self) -> JsonRelay:
         self._thread.start()
         return self
 

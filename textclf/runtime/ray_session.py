@@ -6,7 +6,7 @@ import contextlib
 import logging
 import os
 import socket
-from typing import Iterator
+from collections.abc import Iterator
 
 from textclf.errors import UsageError
 from textclf.runtime.compat import ray_data_stats_actor, reload_ray_config, set_ray_cluster_flag
@@ -27,8 +27,9 @@ LOCAL_QUIET_ENV = {
 
 
 @contextlib.contextmanager
-def ray_session(address: str | None = None, num_cpus: int | None = None, dashboard: bool = True,
-                keep_idle_workers: bool = True) -> Iterator[bool]:
+def ray_session(
+    address: str | None = None, num_cpus: int | None = None, dashboard: bool = True, keep_idle_workers: bool = True
+) -> Iterator[bool]:
     """`address` (or RAY_ADDRESS) joins an existing cluster; otherwise local Ray runs in-process
     for the duration of the block. A session someone else started is reused and left running.
     Yields True when the block started Ray itself (a local session that ends with it).
@@ -44,8 +45,10 @@ def ray_session(address: str | None = None, num_cpus: int | None = None, dashboa
     address = address or os.environ.get("RAY_ADDRESS") or None
     if address and address.startswith(("http://", "https://")):
         # the job server's address (what `ray job submit` takes), not one a driver can join
-        raise UsageError(f"Ray address {address} is a job-server URL; give the cluster's GCS address "
-                         "(e.g. 127.0.0.1:6380) with --address, or submit the command as a Ray job")
+        raise UsageError(
+            f"Ray address {address} is a job-server URL; give the cluster's GCS address "
+            "(e.g. 127.0.0.1:6380) with --address, or submit the command as a Ray job"
+        )
     if ray.is_initialized():
         yield False
         return
@@ -56,10 +59,14 @@ def ray_session(address: str | None = None, num_cpus: int | None = None, dashboa
     kwargs = dict(logging_level=logging.WARNING, log_to_driver=True)
     with contextlib.ExitStack() as local:
         if address is None:
-            port = local.enter_context(_loopback_only(
-                {} if keep_idle_workers else {"RAY_num_workers_soft_limit": "0"}))
-            kwargs.update(num_cpus=num_cpus, include_dashboard=dashboard, dashboard_host="127.0.0.1",
-                          dashboard_port=port, _node_ip_address="127.0.0.1")
+            port = local.enter_context(_loopback_only({} if keep_idle_workers else {"RAY_num_workers_soft_limit": "0"}))
+            kwargs.update(
+                num_cpus=num_cpus,
+                include_dashboard=dashboard,
+                dashboard_host="127.0.0.1",
+                dashboard_port=port,
+                _node_ip_address="127.0.0.1",
+            )
         elif _is_loopback(address):  # a head on this machine (cluster/local.sh): join it as 127.0.0.1
             local.enter_context(_keep_loopback_ip())
         ray.init(address=address, **kwargs)

@@ -7,8 +7,8 @@ row. Each batch is an array of the rows' original positions, so results can be p
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import Iterator, Sequence
 
 import numpy as np
 

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import functools
 from collections import Counter
+from collections.abc import Sequence
 from itertools import chain, repeat
-from typing import Sequence
 
 import numpy as np
 import pyarrow as pa
@@ -25,7 +25,7 @@ def list_arrays(column: pa.ChunkedArray | pa.Array) -> list[np.ndarray]:
     # offsets index into the whole child array, so sliced arrays need no copy
     offsets = arr.offsets.to_numpy()
     values = arr.values.to_numpy(zero_copy_only=False)
-    return [values[offsets[i]:offsets[i + 1]] for i in range(len(arr))]
+    return [values[offsets[i] : offsets[i + 1]] for i in range(len(arr))]
 
 
 def ids_column(sequences: Sequence[np.ndarray]) -> pa.ListArray:
@@ -128,8 +128,8 @@ class TextEncoder:
         self._ids = np.concatenate([self._ids, *ids])
         self._heads += [chunk.heads for chunk in known]
         self._tails += [chunk.tails for chunk in known]
-        self._has_head = np.concatenate([self._has_head, np.array(self._heads[-len(new):], bool)])
-        self._has_tail = np.concatenate([self._has_tail, np.array(self._tails[-len(new):], bool)])
+        self._has_head = np.concatenate([self._has_head, np.array(self._heads[-len(new) :], bool)])
+        self._has_tail = np.concatenate([self._has_tail, np.array(self._tails[-len(new) :], bool)])
 
     def _across_whitespace(self, rows: np.ndarray, chunk_offsets: np.ndarray) -> set[int]:
         """Texts in which two neighbouring chunks may meet in a special case: spaCy tokenizes them whole."""
@@ -142,16 +142,20 @@ class TextEncoder:
                 texts.add(int(np.searchsorted(chunk_offsets, i, side="right")) - 1)
         return texts
 
-    def _replace(self, redo: set[int], texts: Sequence[str], text_lengths: np.ndarray,
-                 ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def _replace(
+        self, redo: set[int], texts: Sequence[str], text_lengths: np.ndarray, ids: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
         """Encode the texts in `redo` apart, as Vocab.encode would (untruncated; the caller truncates)."""
         offsets, get = _offsets(text_lengths), self.vocab.stoi.get
         pieces, after = [], 0  # the ids between the texts redone, and theirs
         for i in sorted(redo):
             tokens = self.tokenizer.tokenize_whole(texts[i])
-            pieces += [ids[offsets[after]:offsets[i]], np.array([get(t, UNK_ID) for t in tokens] or [UNK_ID], np.int32)]
+            pieces += [
+                ids[offsets[after] : offsets[i]],
+                np.array([get(t, UNK_ID) for t in tokens] or [UNK_ID], np.int32),
+            ]
             text_lengths[i], after = len(pieces[-1]), i + 1
-        return text_lengths, np.concatenate([*pieces, ids[offsets[after]:]])
+        return text_lengths, np.concatenate([*pieces, ids[offsets[after] :]])
 
 
 def _offsets(lengths: np.ndarray) -> np.ndarray:

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Sequence
 from dataclasses import dataclass
 from itertools import chain, filterfalse, islice
 from operator import and_, itemgetter
-from typing import NamedTuple, Sequence
+from typing import NamedTuple
 
 from textclf.errors import ConfigError
 
@@ -124,8 +125,11 @@ class _ChunkCache(dict):
         tails = [rules.tail_bits.get(tokens[-1], 0) for tokens in tokenized]
         # Where a special case may have been applied at an edge after matching, the matcher saw that
         # edge as the affix rules split it.
-        edited = [i for i, tokens in enumerate(tokenized) if tokens[0] in rules.first_pieces
-                  or tokens[-1] in rules.last_pieces]
+        edited = [
+            i
+            for i, tokens in enumerate(tokenized)
+            if tokens[0] in rules.first_pieces or tokens[-1] in rules.last_pieces
+        ]
         for i, tokens in zip(edited, _tokenize_apart(self._affixes_only, [new[i] for i in edited])):
             heads[i] |= rules.head_bits.get(tokens[0], 0)
             tails[i] |= rules.tail_bits.get(tokens[-1], 0)
@@ -159,9 +163,15 @@ class _MatchedSpecialCases:
         from spacy.attrs import ORTH, intify_attrs
 
         t = spacy_tokenizer
-        matched = {case: [token.text for token in affixes_only(case)] for case in t.rules
-                   if not t.faster_heuristics or t.find_prefix(case) or t.find_suffix(case) or t.find_infix(case)
-                   or " " in case}
+        matched = {
+            case: [token.text for token in affixes_only(case)]
+            for case in t.rules
+            if not t.faster_heuristics
+            or t.find_prefix(case)
+            or t.find_suffix(case)
+            or t.find_infix(case)
+            or " " in case
+        }
         pairs = sorted({pair for tokens in matched.values() for pair in zip(tokens, tokens[1:])})
         self.head_bits: dict[str, int] = {}
         self.tail_bits: dict[str, int] = {}
@@ -177,8 +187,15 @@ def _affix_tokenizer(t):
     """A spaCy tokenizer with `t`'s affix rules and no special cases."""
     from spacy.tokenizer import Tokenizer as SpacyTokenizer
 
-    return SpacyTokenizer(t.vocab, rules={}, prefix_search=t.prefix_search, suffix_search=t.suffix_search,
-                          infix_finditer=t.infix_finditer, token_match=t.token_match, url_match=t.url_match)
+    return SpacyTokenizer(
+        t.vocab,
+        rules={},
+        prefix_search=t.prefix_search,
+        suffix_search=t.suffix_search,
+        infix_finditer=t.infix_finditer,
+        token_match=t.token_match,
+        url_match=t.url_match,
+    )
 
 
 def _import_spacy():

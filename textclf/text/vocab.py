@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Iterable, Sequence
 
 import numpy as np
 
@@ -46,7 +46,7 @@ class Vocab:
             raise ConfigError("the vocabulary has duplicate tokens")
 
     @classmethod
-    def build(cls, counts: Counter, config: VocabConfig = VocabConfig()) -> "Vocab":
+    def build(cls, counts: Counter, config: VocabConfig = VocabConfig()) -> Vocab:
         """Most frequent tokens first (ties alphabetical, so builds are reproducible)."""
         kept = [(t, c) for t, c in counts.items() if c >= config.min_freq and t not in (PAD, UNK)]
         kept.sort(key=lambda tc: (-tc[1], tc[0]))

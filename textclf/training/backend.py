@@ -67,6 +67,7 @@ class TorchBackend(Backend):
 if compat.ControllerCallback is None:
     ImportTorchBackendEarly = None
 else:
+
     class ImportTorchBackendEarly(compat.ControllerCallback):
         """For more than one worker: the controller imports Ray's torch backend while the workers start,
         not after, when their process group waits on it."""

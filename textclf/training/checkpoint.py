@@ -24,8 +24,9 @@ def _cpu(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     return {k: v.detach().to("cpu").contiguous() for k, v in state.items()}
 
 
-def save_training_state(directory: Path, model_state: dict, best_state: dict,
-                        optimizer: torch.optim.Optimizer, state: dict[str, Any]) -> None:
+def save_training_state(
+    directory: Path, model_state: dict, best_state: dict, optimizer: torch.optim.Optimizer, state: dict[str, Any]
+) -> None:
     from safetensors.torch import save_file
 
     save_file(_cpu(model_state), str(directory / "model.safetensors"))

@@ -48,7 +48,16 @@ class TrainConfig:
     def __post_init__(self) -> None:
         if self.arch not in ARCHITECTURES:
             raise ConfigError(f"unknown architecture {self.arch!r}; choose one of {', '.join(ARCHITECTURES)}")
-        positive = ("epochs", "min_epochs", "workers", "batch_tokens", "max_batch_rows", "max_tokens", "min_freq", "max_vocab")
+        positive = (
+            "epochs",
+            "min_epochs",
+            "workers",
+            "batch_tokens",
+            "max_batch_rows",
+            "max_tokens",
+            "min_freq",
+            "max_vocab",
+        )
         for name in positive:
             if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be a positive integer, got {getattr(self, name)!r}")

@@ -12,11 +12,11 @@ from pathlib import Path
 
 import pyarrow.dataset as pads
 
-from textclf.training.config import TrainConfig
-from textclf.text.encoding import count_table, encode_table, tokenize_table
 from textclf.errors import DataError
+from textclf.text.encoding import count_table, encode_table, tokenize_table
 from textclf.text.tokenizer import TokenizerConfig
 from textclf.text.vocab import Vocab, VocabConfig
+from textclf.training.config import TrainConfig
 
 
 @dataclass
@@ -89,8 +89,10 @@ def prepare_training_data(config: TrainConfig, train_path: str, validation_path:
         raise DataError(f"training data {train_path} needs at least 2 labels, found {len(counts)}")
     labels = sorted(counts)
     tokenizer = TokenizerConfig(lang=config.lang, lowercase=config.lowercase)
-    tokenize = dict(fn_kwargs=dict(tokenizer=tokenizer.__dict__, text_column=config.text_column,
-                                   label_column=config.label_column), batch_format="pyarrow")
+    tokenize = dict(
+        fn_kwargs=dict(tokenizer=tokenizer.__dict__, text_column=config.text_column, label_column=config.label_column),
+        batch_format="pyarrow",
+    )
 
     def tokenized(files: pads.Dataset):
         rows = files.count_rows()  # from the footers
@@ -101,8 +103,7 @@ def prepare_training_data(config: TrainConfig, train_path: str, validation_path:
     for batch in train_tokens.iter_batches(batch_format="pyarrow", batch_size=4096):
         token_counts += count_table(batch)
     vocab = Vocab.build(token_counts, VocabConfig(config.min_freq, config.max_vocab))
-    encode = dict(fn_kwargs=dict(vocab=vocab, labels=labels, max_tokens=config.max_tokens),
-                  batch_format="pyarrow")
+    encode = dict(fn_kwargs=dict(vocab=vocab, labels=labels, max_tokens=config.max_tokens), batch_format="pyarrow")
     # One seeded shuffle so files sorted by label or source do not give the workers skewed shards.
     train = train_tokens.map_batches(encode_table, **encode).random_shuffle(seed=config.seed).materialize()
     rows = {"train_read": train_files.count_rows(), "train": train.count()}

@@ -14,15 +14,15 @@ from pathlib import Path
 import numpy as np
 
 from textclf.bundle import save_bundle
-from textclf.training.config import TrainConfig, default_lr
 from textclf.errors import BundleError, ConfigError, TextclfError
+from textclf.evaluation.metrics import metrics_from_confusion
 from textclf.runtime.compat import checkpoint_snapshot_filename, unused_trainer_callbacks
 from textclf.runtime.faults import worker_env
-from textclf.evaluation.metrics import metrics_from_confusion
 from textclf.runtime.precision import check_local_precision
 from textclf.runtime.progress import JsonRelay, is_interactive
 from textclf.runtime.ray_session import ray_session, stop_data_stats_actor
 from textclf.text.tokenizer import TokenizerConfig
+from textclf.training.config import TrainConfig, default_lr
 from textclf.training.data import check_inputs, prepare_training_data
 from textclf.training.quality import naive_bayes_macro_f1, quality_warning
 
@@ -40,8 +40,15 @@ def default_storage(out_dir: Path) -> Path:
     return out_dir.with_name(out_dir.name + ".checkpoints")
 
 
-def train(config: TrainConfig, train_path: str, validation_path: str | None, out_dir: str | Path,
-          resume: bool = False, address: str | None = None, storage: str | None = None) -> dict:
+def train(
+    config: TrainConfig,
+    train_path: str,
+    validation_path: str | None,
+    out_dir: str | Path,
+    resume: bool = False,
+    address: str | None = None,
+    storage: str | None = None,
+) -> dict:
     """Train, then write the best epoch's bundle to `out_dir`; returns a summary dict."""
     check_inputs(config, train_path, validation_path)  # fail on bad input before anything changes
     check_local_precision(config.precision, config.use_gpu, address)
@@ -62,8 +69,9 @@ def train(config: TrainConfig, train_path: str, validation_path: str | None, out
     # Local Ray gets one logical CPU more than the workers take, so whatever else Ray schedules during
     # training finds room (workers holding every CPU is a classic hang on small machines). Its steps
     # share the machine with Ray's own processes: ray_session's options leave out those not needed.
-    with ray_session(address, num_cpus=max(local_cpus, config.workers) + 1, dashboard=False,
-                     keep_idle_workers=False) as local_session:
+    with ray_session(
+        address, num_cpus=max(local_cpus, config.workers) + 1, dashboard=False, keep_idle_workers=False
+    ) as local_session:
         data = prepare_training_data(config, train_path, validation_path)
         config = dataclasses.replace(config, lr=config.lr or default_lr(config.arch, len(data.labels)))
         import ray
@@ -73,8 +81,9 @@ def train(config: TrainConfig, train_path: str, validation_path: str | None, out
         from textclf.training.loop import train_loop_per_worker
 
         vectors, coverage = _pretrained_vectors(config, data.vocab.itos)
-        model_config = _model_config(config, len(data.vocab), len(data.labels),
-                                     vectors.shape[1] if vectors is not None else None)
+        model_config = _model_config(
+            config, len(data.vocab), len(data.labels), vectors.shape[1] if vectors is not None else None
+        )
         cluster_cpus = int(ray.cluster_resources().get("CPU", local_cpus))
         interactive = is_interactive()
         relay = None if interactive else JsonRelay()  # plain JSON lines in job logs
@@ -98,25 +107,34 @@ def train(config: TrainConfig, train_path: str, validation_path: str | None, out
         trainer = _trainer_class(local_session, config.workers)(
             train_loop_per_worker,
             train_loop_config=loop_config,
-            scaling_config=ScalingConfig(num_workers=config.workers, use_gpu=config.use_gpu,
-                                         resources_per_worker={"CPU": 1}),
-            run_config=RunConfig(name=RUN_NAME, storage_path=storage_path,
-                                 checkpoint_config=CheckpointConfig(num_to_keep=2),
-                                 failure_config=FailureConfig(max_failures=config.max_failures),
-                                 logging_config=LoggingConfig(log_level="WARNING"),
-                                 # textclf prints its own progress; Ray's print patch would print it twice.
-                                 # Fault-injection switches travel along: workers may predate them.
-                                 worker_runtime_env={"env_vars": {"RAY_TRAIN_ENABLE_PRINT_PATCH": "0",
-                                                                  **worker_malloc_env(),
-                                                                  **worker_env().get("env_vars", {})}}),
+            scaling_config=ScalingConfig(
+                num_workers=config.workers, use_gpu=config.use_gpu, resources_per_worker={"CPU": 1}
+            ),
+            run_config=RunConfig(
+                name=RUN_NAME,
+                storage_path=storage_path,
+                checkpoint_config=CheckpointConfig(num_to_keep=2),
+                failure_config=FailureConfig(max_failures=config.max_failures),
+                logging_config=LoggingConfig(log_level="WARNING"),
+                # textclf prints its own progress; Ray's print patch would print it twice.
+                # Fault-injection switches travel along: workers may predate them.
+                worker_runtime_env={
+                    "env_vars": {
+                        "RAY_TRAIN_ENABLE_PRINT_PATCH": "0",
+                        **worker_malloc_env(),
+                        **worker_env().get("env_vars", {}),
+                    }
+                },
+            ),
         )
         with relay or contextlib.nullcontext():
             result = _fit(trainer)
         # Written before Ray shuts down, not beside it: any Python code that runs while ray.shutdown
         # tears down the core worker can end the process (exit 1, "The core worker has already been
         # shutdown"), which a CI run once hit when the bundle was written in a thread meanwhile.
-        return _write_bundle(result, config, data, model_config, coverage, baselines, out_dir, storage_path,
-                             time.monotonic() - started)
+        return _write_bundle(
+            result, config, data, model_config, coverage, baselines, out_dir, storage_path, time.monotonic() - started
+        )
 
 
 def worker_malloc_env() -> dict[str, str]:
@@ -130,7 +148,9 @@ def _shards(dataset, workers: int) -> list[list]:
     would keep a split coordinator and a dataset manager running beside the steps, and drop rows
     to make the shards equal."""
     rows = dataset.count()
-    pieces = dataset.split_at_indices([round(i * rows / workers) for i in range(1, workers)]) if workers > 1 else [dataset]
+    pieces = (
+        dataset.split_at_indices([round(i * rows / workers) for i in range(1, workers)]) if workers > 1 else [dataset]
+    )
     return [piece.to_arrow_refs() for piece in pieces]
 
 
@@ -236,15 +256,18 @@ def _baselines(data) -> dict[str, float]:
     majority = max(data.labels, key=lambda name: data.label_counts.get(name, 0))
     confusion = np.zeros((len(index), len(index)), np.int64)
     confusion[:, index[majority]] = truth
-    return {"majority": metrics_from_confusion(confusion, data.labels)["macro_f1"],
-            "naive_bayes": naive_bayes_macro_f1(train, validation, data.labels, len(data.vocab))}
+    return {
+        "majority": metrics_from_confusion(confusion, data.labels)["macro_f1"],
+        "naive_bayes": naive_bayes_macro_f1(train, validation, data.labels, len(data.vocab)),
+    }
 
 
-def _write_bundle(result, config, data, model_config, coverage, baselines, out_dir: Path, storage_path: str,
-                  elapsed: float) -> dict:
-    from textclf.training.checkpoint import load_training_state
-    from textclf.models import create_model
+def _write_bundle(
+    result, config, data, model_config, coverage, baselines, out_dir: Path, storage_path: str, elapsed: float
+) -> dict:
     from textclf.evaluation.report import write_report
+    from textclf.models import create_model
+    from textclf.training.checkpoint import load_training_state
 
     with result.checkpoint.as_directory() as directory:
         _, best_state, _, state = load_training_state(Path(directory))
@@ -260,8 +283,12 @@ def _write_bundle(result, config, data, model_config, coverage, baselines, out_d
         "metrics": {"validation": metrics, "best_epoch": state["best_epoch"]},
         "quality": {"baselines_macro_f1": baselines, "warning": warning},
         "history": curves,
-        "data": {"rows": data.rows, "label_counts": data.label_counts, "vocab_size": len(data.vocab),
-                 "embedding_coverage": coverage},
+        "data": {
+            "rows": data.rows,
+            "label_counts": data.label_counts,
+            "vocab_size": len(data.vocab),
+            "embedding_coverage": coverage,
+        },
         "resumed_after_epochs": state.get("resumed_after", []),  # one entry per restart from a checkpoint
         "training_time_s": round(elapsed, 2),
     }
@@ -273,12 +300,20 @@ def _write_bundle(result, config, data, model_config, coverage, baselines, out_d
     if out_dir.exists():
         shutil.rmtree(out_dir)
     os.replace(tmp, out_dir)
-    return {"bundle": str(out_dir), "checkpoints": storage_path, "best_epoch": state["best_epoch"],
-            "epochs_run": len(history), "resumed_after_epochs": state.get("resumed_after", []),
-            "val_accuracy": metrics["accuracy"], "val_macro_f1": metrics["macro_f1"],
-            "padding_efficiency": best["padding_efficiency"], "training_time_s": round(elapsed, 2),
-            "baselines_macro_f1": baselines, "warning": warning,
-            "checkpoints_bytes": _size(Path(storage_path)) if "://" not in storage_path else None}
+    return {
+        "bundle": str(out_dir),
+        "checkpoints": storage_path,
+        "best_epoch": state["best_epoch"],
+        "epochs_run": len(history),
+        "resumed_after_epochs": state.get("resumed_after", []),
+        "val_accuracy": metrics["accuracy"],
+        "val_macro_f1": metrics["macro_f1"],
+        "padding_efficiency": best["padding_efficiency"],
+        "training_time_s": round(elapsed, 2),
+        "baselines_macro_f1": baselines,
+        "warning": warning,
+        "checkpoints_bytes": _size(Path(storage_path)) if "://" not in storage_path else None,
+    }
 
 
 def _size(folder: Path) -> int:

@@ -14,24 +14,24 @@ import shutil
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import numpy as np
 import pyarrow as pa
 import torch
 import torch.distributed as dist
 
-from textclf.text.batching import BatchingConfig, PaddingStats, bucket_batches, pad_batch
-from textclf.training.checkpoint import load_training_state, save_training_state
-from textclf.text.encoding import list_arrays
-from textclf.runtime.compat import quiet_ray_train_report_log
-from textclf.runtime.faults import fault, fire_limited
 from textclf.evaluation.metrics import confusion_matrix, metrics_from_confusion
 from textclf.models import create_model
-from textclf.training.optim import Adam, SparseTables, clip_grad_norm
+from textclf.runtime.compat import quiet_ray_train_report_log
+from textclf.runtime.faults import fault, fire_limited
 from textclf.runtime.precision import autocast, compute_dtype
 from textclf.runtime.progress import Progress
+from textclf.text.batching import BatchingConfig, PaddingStats, bucket_batches, pad_batch
+from textclf.text.encoding import list_arrays
+from textclf.training.checkpoint import load_training_state, save_training_state
+from textclf.training.optim import Adam, SparseTables, clip_grad_norm
 
 WINDOW_ROWS = 8192
 
@@ -68,8 +68,11 @@ def train_loop_per_worker(cfg: dict) -> None:
         state.setdefault("resumed_after", []).append(state["epoch"])
         state.setdefault("best_score", -1.0)  # checkpoints of older versions kept the best accuracy
         if rank == 0:
-            _log({"event": "resume", "after_epoch": state["epoch"]}, cfg,
-                 f"resuming after epoch {state['epoch']} from its checkpoint")
+            _log(
+                {"event": "resume", "after_epoch": state["epoch"]},
+                cfg,
+                f"resuming after epoch {state['epoch']} from its checkpoint",
+            )
 
     if world > 1:
         tables.broadcast()
@@ -98,8 +101,15 @@ def train_loop_per_worker(cfg: dict) -> None:
         stop = patience_ran_out or epoch == cfg["epochs"]
         if rank == 0:
             _log_epoch(record, state, cfg)
-        _report(record | {"best_epoch": state["best_epoch"], "stopped": stop}, rank, core, best_state, optimizer, state,
-                cfg["checkpoint_dir"])
+        _report(
+            record | {"best_epoch": state["best_epoch"], "stopped": stop},
+            rank,
+            core,
+            best_state,
+            optimizer,
+            state,
+            cfg["checkpoint_dir"],
+        )
         if stop:
             break
 
@@ -137,8 +147,11 @@ def _report(metrics: dict, rank: int, core, best_state, optimizer, state, checkp
     tmp = tempfile.mkdtemp(dir=checkpoint_dir, prefix=".tmp-checkpoint-")
     try:
         save_training_state(Path(tmp), core.state_dict(), best_state, optimizer, state)
-        ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(tmp),
-                         checkpoint_upload_fn=functools.partial(_move_checkpoint, checkpoint_dir))
+        ray.train.report(
+            metrics,
+            checkpoint=ray.train.Checkpoint.from_directory(tmp),
+            checkpoint_upload_fn=functools.partial(_move_checkpoint, checkpoint_dir),
+        )
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 
@@ -152,10 +165,13 @@ def _move_checkpoint(checkpoint_dir: str, checkpoint, name: str):
 
 
 def _log_epoch(record: dict, state: dict, cfg: dict) -> None:
-    _log({"event": "epoch", **record, "best_epoch": state["best_epoch"]}, cfg,
-         f"epoch {record['epoch']}: train_loss {record['train_loss']:.4f}  val_loss {record['val_loss']:.4f}  "
-         f"val_accuracy {record['val_accuracy']:.4f}  val_macro_f1 {record['val_macro_f1']:.4f}  "
-         f"{record['tokens_per_s']:.0f} tokens/s  (best epoch {state['best_epoch']})")
+    _log(
+        {"event": "epoch", **record, "best_epoch": state["best_epoch"]},
+        cfg,
+        f"epoch {record['epoch']}: train_loss {record['train_loss']:.4f}  val_loss {record['val_loss']:.4f}  "
+        f"val_accuracy {record['val_accuracy']:.4f}  val_macro_f1 {record['val_macro_f1']:.4f}  "
+        f"{record['tokens_per_s']:.0f} tokens/s  (best epoch {state['best_epoch']})",
+    )
 
 
 def _log(event: dict, cfg: dict, text: str) -> None:
@@ -194,8 +210,11 @@ class _Loop:
             for positions in bucket_batches(lengths, self.batching, rng):
                 rows = order[positions]
                 ids, lens = pad_batch([sequences[i] for i in rows])
-                yield (torch.from_numpy(ids).to(self.device), torch.from_numpy(lens).to(self.device),
-                       torch.from_numpy(labels[rows].astype(np.int64)).to(self.device))
+                yield (
+                    torch.from_numpy(ids).to(self.device),
+                    torch.from_numpy(lens).to(self.device),
+                    torch.from_numpy(labels[rows].astype(np.int64)).to(self.device),
+                )
 
     def _any_rank_has(self, has_batch: bool) -> bool:
         """Ranks with uneven shards keep stepping together: DDP hangs if one rank stops early."""
@@ -211,8 +230,13 @@ class _Loop:
         progress = None
         if self.rank == 0:
             events = self.cfg["events"]
-            progress = Progress(f"epoch {epoch}", self.cfg["train_rows"] // self.world, interactive=self.cfg["interactive"],
-                                in_ray_worker=True, sink=events.put if events is not None else None)
+            progress = Progress(
+                f"epoch {epoch}",
+                self.cfg["train_rows"] // self.world,
+                interactive=self.cfg["interactive"],
+                in_ray_worker=True,
+                sink=events.put if events is not None else None,
+            )
         started = time.monotonic()
         batches, last, step = self._batches(shard, rng), None, 0
         while True:
@@ -247,9 +271,15 @@ class _Loop:
             progress.close()
         totals = self._sum([loss_sum, rows, padding.real_tokens, padding.padded_tokens])
         elapsed = time.monotonic() - started
-        return {"train_loss": totals[0] / max(totals[1], 1), "train_rows": int(totals[1]), "steps": step,
-                "real_tokens": int(totals[2]), "padding_efficiency": totals[2] / max(totals[3], 1),
-                "tokens_per_s": totals[2] / elapsed, "train_time_s": elapsed}
+        return {
+            "train_loss": totals[0] / max(totals[1], 1),
+            "train_rows": int(totals[1]),
+            "steps": step,
+            "real_tokens": int(totals[2]),
+            "padding_efficiency": totals[2] / max(totals[3], 1),
+            "tokens_per_s": totals[2] / elapsed,
+            "train_time_s": elapsed,
+        }
 
     def validate(self, shard) -> dict:
         """Each rank scores every world-th batch; summed confusion matrices give exact metrics."""
@@ -268,8 +298,12 @@ class _Loop:
         totals = self._sum([loss_sum] + confusion.ravel().tolist())
         confusion = np.asarray(totals[1:], dtype=np.int64).reshape(k, k)
         metrics = metrics_from_confusion(confusion, self.cfg["labels"])
-        return {"val_loss": totals[0] / max(confusion.sum(), 1), "val_accuracy": metrics["accuracy"],
-                "val_macro_f1": metrics["macro_f1"], "val_confusion": confusion.tolist()}
+        return {
+            "val_loss": totals[0] / max(confusion.sum(), 1),
+            "val_accuracy": metrics["accuracy"],
+            "val_macro_f1": metrics["macro_f1"],
+            "val_confusion": confusion.tolist(),
+        }
 
     def _sum(self, values: list[float]) -> list[float]:
         if self.world == 1:

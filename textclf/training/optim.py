@@ -57,8 +57,9 @@ class SparseTables:
             all_values = [torch.empty_like(padded_values) for _ in range(world)]
             dist.all_gather(all_rows, padded_rows)
             dist.all_gather(all_values, padded_values)
-            param.grad = torch.sparse_coo_tensor(torch.cat(all_rows).unsqueeze(0), torch.cat(all_values) / world,
-                                                 param.shape, check_invariants=False)
+            param.grad = torch.sparse_coo_tensor(
+                torch.cat(all_rows).unsqueeze(0), torch.cat(all_values) / world, param.shape, check_invariants=False
+            )
 
 
 class Adam:
@@ -67,8 +68,15 @@ class Adam:
     torch's {"state", "param_groups"} shape with the parameters numbered in order across both groups,
     as the checkpoints of earlier textclf versions have it, so those load too."""
 
-    def __init__(self, model: nn.Module, tables: SparseTables, lr: float, weight_decay: float = 0.0,
-                 betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8) -> None:
+    def __init__(
+        self,
+        model: nn.Module,
+        tables: SparseTables,
+        lr: float,
+        weight_decay: float = 0.0,
+        betas: tuple[float, float] = (0.9, 0.999),
+        eps: float = 1e-8,
+    ) -> None:
         self.tables = tables
         sparse = [p for p in tables.params if p.requires_grad]
         dense = [p for p in model.parameters() if p.requires_grad and all(p is not s for s in sparse)]
@@ -79,8 +87,11 @@ class Adam:
 
     @property
     def param_groups(self) -> list[dict]:
-        return [{**group, "sparse": isinstance(optimizer, torch.optim.SparseAdam)}
-                for optimizer in self.optimizers for group in optimizer.param_groups]
+        return [
+            {**group, "sparse": isinstance(optimizer, torch.optim.SparseAdam)}
+            for optimizer in self.optimizers
+            for group in optimizer.param_groups
+        ]
 
     @property
     def parameters(self) -> list[torch.Tensor]:
@@ -100,8 +111,13 @@ class Adam:
             sd = optimizer.state_dict()
             state.update({offset + index: entries for index, entries in sd["state"].items()})
             for group in sd["param_groups"]:
-                groups.append({**group, "params": [offset + index for index in group["params"]],
-                               "sparse": isinstance(optimizer, torch.optim.SparseAdam)})
+                groups.append(
+                    {
+                        **group,
+                        "params": [offset + index for index in group["params"]],
+                        "sparse": isinstance(optimizer, torch.optim.SparseAdam),
+                    }
+                )
             offset += sum(len(group["params"]) for group in optimizer.param_groups)
         return {"state": state, "param_groups": groups}
 
@@ -114,8 +130,11 @@ class Adam:
                 raise ValueError("optimizer state does not match the model's parameters")
             offset = min(group["params"], default=0)
             # copies: torch keeps the given tensors, which may be another optimizer's live state
-            state = {index - offset: {k: v.clone() if torch.is_tensor(v) else v for k, v in sd["state"][index].items()}
-                     for index in group["params"] if index in sd["state"]}
+            state = {
+                index - offset: {k: v.clone() if torch.is_tensor(v) else v for k, v in sd["state"][index].items()}
+                for index in group["params"]
+                if index in sd["state"]
+            }
             if isinstance(optimizer, torch.optim.SparseAdam):  # SparseAdam counts steps in a Python int
                 for entries in state.values():
                     entries["step"] = int(float(entries["step"]))
@@ -123,8 +142,9 @@ class Adam:
                 for entries in state.values():
                     entries["step"] = torch.as_tensor(float(entries["step"]), dtype=torch.float32)
             saved = {k: v for k, v in group.items() if k not in ("sparse",)}
-            optimizer.load_state_dict({"state": state,
-                                       "param_groups": [{**saved, "params": list(range(len(group["params"])))}]})
+            optimizer.load_state_dict(
+                {"state": state, "param_groups": [{**saved, "params": list(range(len(group["params"])))}]}
+            )
 
 
 def clip_grad_norm(parameters: list[torch.Tensor], max_norm: float) -> float:

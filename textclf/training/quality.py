@@ -38,8 +38,13 @@ def naive_bayes_macro_f1(train: pa.Table, validation: pa.Table, labels: list[str
     log_word = np.log(counts / counts.sum(axis=1, keepdims=True) + 1e-30)
     log_prior = np.log(np.bincount(y, minlength=k) + 1.0)
     v_rows, v_ids, v_y = _flat(validation, vocab_size)
-    scores = np.stack([prior + np.bincount(v_rows, weights=log_word[c, v_ids], minlength=validation.num_rows)
-                       for c, prior in enumerate(log_prior)], axis=1)
+    scores = np.stack(
+        [
+            prior + np.bincount(v_rows, weights=log_word[c, v_ids], minlength=validation.num_rows)
+            for c, prior in enumerate(log_prior)
+        ],
+        axis=1,
+    )
     confusion = confusion_matrix(v_y, scores.argmax(axis=1), k)
     return metrics_from_confusion(confusion, labels)["macro_f1"]
 
@@ -48,14 +53,20 @@ def quality_warning(confusion: np.ndarray, macro_f1: float, baselines: dict[str,
     """One line when the model predicts a single class, does no better than the majority label or
     stays well below naive Bayes (`baselines`: macro-F1 of each); None otherwise."""
     predicted = np.flatnonzero(np.asarray(confusion).sum(axis=0))
-    advice = ("try more --epochs, a higher --lr, --class-weights balanced or another --arch, and check that "
-              "the labels follow from the texts")
+    advice = (
+        "try more --epochs, a higher --lr, --class-weights balanced or another --arch, and check that "
+        "the labels follow from the texts"
+    )
     if len(predicted) <= 1 and np.asarray(confusion).shape[0] > 1:
         return f"the model predicts a single class for every validation row (macro-F1 {macro_f1:.4f}): {advice}"
     if macro_f1 <= baselines["majority"]:
-        return (f"the model's validation macro-F1 {macro_f1:.4f} is no better than predicting the most frequent "
-                f"label ({baselines['majority']:.4f}): {advice}")
+        return (
+            f"the model's validation macro-F1 {macro_f1:.4f} is no better than predicting the most frequent "
+            f"label ({baselines['majority']:.4f}): {advice}"
+        )
     if macro_f1 < BASELINE_MARGIN * baselines["naive_bayes"]:
-        return (f"the model's validation macro-F1 {macro_f1:.4f} is well below a naive Bayes baseline's "
-                f"{baselines['naive_bayes']:.4f} on the same rows: {advice}")
+        return (
+            f"the model's validation macro-F1 {macro_f1:.4f} is well below a naive Bayes baseline's "
+            f"{baselines['naive_bayes']:.4f} on the same rows: {advice}"
+        )
     return None
