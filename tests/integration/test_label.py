@@ -182,3 +182,18 @@ def test_the_manifest_gives_the_rate_the_progress_showed(label_bundles, corpus, 
     manifest = label(label_bundles[0], str(corpus), str(tmp_path / "out"))
     assert 0 < manifest["labeling_s"] <= manifest["elapsed_s"]
     assert manifest["docs_per_s"] == pytest.approx(manifest["rows_this_run"] / manifest["labeling_s"], rel=0.01)
+
+
+def test_a_label_command_writes_nothing_but_its_progress_to_stderr(label_bundles, corpus, tmp_path):
+    import subprocess
+    import sys
+
+    done = subprocess.run(
+        [sys.executable, "-m", "textclf.cli", "label", label_bundles[0], str(corpus), str(tmp_path / "out")],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    # not Ray's "constructor arguments in the object store" line (ray#53727), nor Ray Data's notices
+    assert [json.loads(line)["event"] for line in done.stderr.splitlines()][-1] == "done", done.stderr

@@ -292,10 +292,12 @@ def _run_pipeline(
 ) -> None:
     from textclf.labeling.labeler import STATS, BatchLabeler, encode_texts
     from textclf.runtime.ray_session import ray_session
+    from textclf.runtime.stderr_filter import RAY_53727, without_stderr_lines
 
     by_index = {s.index: s for s in pending}
     # local Ray: a CPU beyond the actors' own, or actors holding every CPU starve the reading tasks
-    with ray_session(address, num_cpus=max(os.cpu_count() or 1, config.concurrency or 1) + 1, dashboard=False):
+    session = ray_session(address, num_cpus=max(os.cpu_count() or 1, config.concurrency or 1) + 1, dashboard=False)
+    with without_stderr_lines(RAY_53727), session:  # Ray's processes have ended when the filter ends
         import ray.data  # after the session sets Ray Data's log level
 
         ray.data.DataContext.get_current().target_max_block_size = BLOCK_BYTES

@@ -74,10 +74,16 @@ def unused_trainer_callbacks(local_session: bool) -> tuple[type, ...]:
     return (DatasetsCallback, PlacementGroupCleanerCallback) if local_session else (DatasetsCallback,)
 
 
-try:  # the base of a callback that runs in Ray Train's controller
-    from ray.train.v2._internal.execution.callback import ControllerCallback
-except ImportError:  # textclf.training.backend then uses Ray's public TorchConfig, whose backend imports
-    ControllerCallback = None  # torch in the controller (~3 s) and starts a process group for one worker too
+def controller_callback():
+    """The base class of a callback that runs in Ray Train's controller; None where it moved, and
+    textclf.training.backend uses Ray's public TorchConfig, whose backend imports torch in the controller
+    (about 3 s of its start) and starts a process group for one worker too. (A function: importing
+    ray.train here would import Ray in every command that merely loads this module.)"""
+    try:
+        from ray.train.v2._internal.execution.callback import ControllerCallback
+    except ImportError:
+        return None
+    return ControllerCallback
 
 
 # The pieces of Ray's torch backend that textclf.training.backend runs: imported where they run, since

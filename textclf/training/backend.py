@@ -19,9 +19,11 @@ from ray.train.backend import Backend, BackendConfig
 
 from textclf.runtime import compat
 
+CONTROLLER_CALLBACK = compat.controller_callback()
+
 
 def backend_config() -> BackendConfig:
-    if compat.ControllerCallback is None:
+    if CONTROLLER_CALLBACK is None:
         from ray.train.torch import TorchConfig
 
         return TorchConfig()
@@ -64,11 +66,11 @@ class TorchBackend(Backend):
             worker_group.execute(_shutdown_torch)
 
 
-if compat.ControllerCallback is None:
+if CONTROLLER_CALLBACK is None:
     ImportTorchBackendEarly = None
 else:
 
-    class ImportTorchBackendEarly(compat.ControllerCallback):
+    class ImportTorchBackendEarly(CONTROLLER_CALLBACK):
         """For more than one worker: the controller imports Ray's torch backend while the workers start,
         not after, when their process group waits on it."""
 
