@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import io
 import json
 import os
@@ -125,9 +126,10 @@ def loop_without_ray(arch: str, train: Path, epochs: int, threads: int, seed: in
     from textclf.text.batching import BatchingConfig
     from textclf.text.encoding import count_table, encode_table, tokenize_table
     from textclf.text.vocab import Vocab, VocabConfig
-    from textclf.training.config import TrainConfig
+    from textclf.training.config import TrainConfig, default_lr
     from textclf.training.loop import WINDOW_ROWS, _Loop
     from textclf.training.optim import Adam, SparseTables
+    from textclf.training.plan import WorkerPlan
 
     started = time.monotonic()
     config = TrainConfig(arch=arch, epochs=epochs, seed=seed)
@@ -143,21 +145,29 @@ def loop_without_ray(arch: str, train: Path, epochs: int, threads: int, seed: in
     torch.set_num_threads(threads)
     torch.manual_seed(seed)
     model = create_model(arch, vocab_size=len(vocab), num_classes=len(labels), **config.model)
+    config = dataclasses.replace(config, lr=default_lr(arch, len(labels)))
     optimizer = Adam(model, SparseTables(model, torch.device("cpu")), lr=config.lr, weight_decay=config.weight_decay)
-    cfg = {
-        **config.to_dict(),
-        "train_rows": encoded.num_rows,
-        "interactive": False,
-        "labels": labels,
-        "model_config": {"num_classes": len(labels)},
-    }
+    plan = WorkerPlan(
+        config=config,
+        model_config={},
+        labels=labels,
+        train_rows=encoded.num_rows,
+        threads_per_worker=threads,
+        class_weights=None,
+        vectors=None,
+        interactive=False,
+        events=None,
+        checkpoint_dir=None,
+        train_shards=[],
+        validation_blocks=[],
+    )
     loop = _Loop(
         model,
         model,
         optimizer,
         torch.nn.CrossEntropyLoss(reduction="sum"),
         torch.device("cpu"),
-        cfg,
+        plan,
         0,
         1,
         BatchingConfig(config.batch_tokens, config.max_batch_rows, WINDOW_ROWS),

@@ -24,6 +24,7 @@ from textclf.runtime.ray_session import ray_session, stop_data_stats_actor
 from textclf.text.tokenizer import TokenizerConfig
 from textclf.training.config import TrainConfig, default_lr
 from textclf.training.data import check_inputs, prepare_training_data
+from textclf.training.plan import WorkerPlan
 from textclf.training.quality import naive_bayes_macro_f1, quality_warning
 
 RUN_NAME = "train"
@@ -87,26 +88,26 @@ def train(
         cluster_cpus = int(ray.cluster_resources().get("CPU", local_cpus))
         interactive = is_interactive()
         relay = None if interactive else JsonRelay()  # plain JSON lines in job logs
-        loop_config = {
-            **config.to_dict(),
-            "model_config": model_config,
-            "labels": data.labels,
-            "train_rows": data.rows["train"],
-            "threads_per_worker": max(1, min(local_cpus, cluster_cpus) // config.workers),
-            "class_weights": _class_weights(config, data.labels, data.label_counts),
-            "vectors": ray.put(vectors) if vectors is not None else None,
-            "interactive": interactive,
-            "events": relay.queue if relay else None,
-            "checkpoint_dir": str(run_dir.resolve()) if "://" not in storage_path else None,
-            "train_shards": _shards(data.train, config.workers),
-            "validation_blocks": data.validation.to_arrow_refs(),
-        }
+        plan = WorkerPlan(
+            config=config,
+            model_config=model_config,
+            labels=data.labels,
+            train_rows=data.rows["train"],
+            threads_per_worker=max(1, min(local_cpus, cluster_cpus) // config.workers),
+            class_weights=_class_weights(config, data.labels, data.label_counts),
+            vectors=ray.put(vectors) if vectors is not None else None,
+            interactive=interactive,
+            events=relay.queue if relay else None,
+            checkpoint_dir=str(run_dir.resolve()) if "://" not in storage_path else None,
+            train_shards=_shards(data.train, config.workers),
+            validation_blocks=data.validation.to_arrow_refs(),
+        )
         baselines = _baselines(data)
         if local_session:
             stop_data_stats_actor()  # Ray Data is done: the actor would idle beside the steps
         trainer = _trainer_class(local_session, config.workers)(
             train_loop_per_worker,
-            train_loop_config=loop_config,
+            train_loop_config={"plan": plan},
             scaling_config=ScalingConfig(
                 num_workers=config.workers, use_gpu=config.use_gpu, resources_per_worker={"CPU": 1}
             ),

@@ -1,6 +1,6 @@
 """The per-worker training loop that Ray Train runs on every DDP rank.
 
-Takes a plain dict config (it crosses process boundaries), reads its shard of the materialized
+Takes a WorkerPlan (textclf.training.plan), reads its shard of the materialized
 training data from the object store, batches it with the length-bucketing batcher, and reports
 metrics plus a checkpoint at the end of every epoch.
 """
@@ -32,29 +32,32 @@ from textclf.text.batching import BatchingConfig, PaddingStats, bucket_batches, 
 from textclf.text.encoding import list_arrays
 from textclf.training.checkpoint import load_training_state, save_training_state
 from textclf.training.optim import Adam, SparseTables, clip_grad_norm
+from textclf.training.plan import WorkerPlan
 
 WINDOW_ROWS = 8192
 
 
-def train_loop_per_worker(cfg: dict) -> None:
+def train_loop_per_worker(loop_config: dict) -> None:
     import ray.train
     import ray.train.torch
 
     quiet_ray_train_report_log()  # textclf prints its own epoch lines
     ctx = ray.train.get_context()
     rank, world = ctx.get_world_rank(), ctx.get_world_size()
-    torch.set_num_threads(cfg["threads_per_worker"])
-    torch.manual_seed(cfg["seed"])
+    plan: WorkerPlan = loop_config["plan"]
+    cfg = plan.config
+    torch.set_num_threads(plan.threads_per_worker)
+    torch.manual_seed(cfg.seed)
     device = ray.train.torch.get_device()
 
-    model = create_model(cfg["arch"], **cfg["model_config"])
-    if cfg.get("vectors") is not None:
-        model.load_pretrained(torch.from_numpy(ray.get(cfg["vectors"])), cfg["freeze_embeddings"])
+    model = create_model(cfg.arch, **plan.model_config)
+    if plan.vectors is not None:
+        model.load_pretrained(torch.from_numpy(ray.get(plan.vectors)), cfg.freeze_embeddings)
     tables = SparseTables(model, device)
     model = ray.train.torch.prepare_model(model)
     core = getattr(model, "module", model)
-    optimizer = Adam(core, tables, lr=cfg["lr"], weight_decay=cfg["weight_decay"])
-    weights = torch.tensor(cfg["class_weights"], device=device) if cfg["class_weights"] else None
+    optimizer = Adam(core, tables, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    weights = torch.tensor(plan.class_weights, device=device) if plan.class_weights else None
     loss_fn = torch.nn.CrossEntropyLoss(weight=weights, reduction="sum")
 
     state = {"epoch": 0, "history": [], "best_epoch": None, "best_score": -1.0, "bad_epochs": 0}
@@ -70,18 +73,18 @@ def train_loop_per_worker(cfg: dict) -> None:
         if rank == 0:
             _log(
                 {"event": "resume", "after_epoch": state["epoch"]},
-                cfg,
+                plan,
                 f"resuming after epoch {state['epoch']} from its checkpoint",
             )
 
     if world > 1:
         tables.broadcast()
-    train_shard, validation = _table(cfg["train_shards"][rank]), _table(cfg["validation_blocks"])
-    batching = BatchingConfig(cfg["batch_tokens"], cfg["max_batch_rows"], WINDOW_ROWS)
-    loop = _Loop(model, core, optimizer, loss_fn, device, cfg, rank, world, batching)
-    for epoch in range(state["epoch"] + 1, cfg["epochs"] + 1):
+    train_shard, validation = _table(plan.train_shards[rank]), _table(plan.validation_blocks)
+    batching = BatchingConfig(cfg.batch_tokens, cfg.max_batch_rows, WINDOW_ROWS)
+    loop = _Loop(model, core, optimizer, loss_fn, device, plan, rank, world, batching)
+    for epoch in range(state["epoch"] + 1, cfg.epochs + 1):
         started = time.monotonic()
-        rng = np.random.default_rng([cfg["seed"], epoch, rank])
+        rng = np.random.default_rng([cfg.seed, epoch, rank])
         train = loop.train_epoch(train_shard, rng, epoch)
         val = loop.validate(validation)
         record = {"epoch": epoch, **train, **val, "epoch_time_s": round(time.monotonic() - started, 3)}
@@ -97,10 +100,10 @@ def train_loop_per_worker(cfg: dict) -> None:
         if val["val_loss"] < state.get("best_loss", float("inf")):
             state["best_loss"], improved = val["val_loss"], True
         state["bad_epochs"] = 0 if improved else state["bad_epochs"] + 1
-        patience_ran_out = state["bad_epochs"] >= cfg["patience"] > 0 and epoch >= cfg["min_epochs"]
-        stop = patience_ran_out or epoch == cfg["epochs"]
+        patience_ran_out = state["bad_epochs"] >= cfg.patience > 0 and epoch >= cfg.min_epochs
+        stop = patience_ran_out or epoch == cfg.epochs
         if rank == 0:
-            _log_epoch(record, state, cfg)
+            _log_epoch(record, state, plan)
         _report(
             record | {"best_epoch": state["best_epoch"], "stopped": stop},
             rank,
@@ -108,7 +111,7 @@ def train_loop_per_worker(cfg: dict) -> None:
             best_state,
             optimizer,
             state,
-            cfg["checkpoint_dir"],
+            plan.checkpoint_dir,
         )
         if stop:
             break
@@ -164,22 +167,22 @@ def _move_checkpoint(checkpoint_dir: str, checkpoint, name: str):
     return ray.train.Checkpoint.from_directory(str(destination))
 
 
-def _log_epoch(record: dict, state: dict, cfg: dict) -> None:
+def _log_epoch(record: dict, state: dict, plan: WorkerPlan) -> None:
     _log(
         {"event": "epoch", **record, "best_epoch": state["best_epoch"]},
-        cfg,
+        plan,
         f"epoch {record['epoch']}: train_loss {record['train_loss']:.4f}  val_loss {record['val_loss']:.4f}  "
         f"val_accuracy {record['val_accuracy']:.4f}  val_macro_f1 {record['val_macro_f1']:.4f}  "
         f"{record['tokens_per_s']:.0f} tokens/s  (best epoch {state['best_epoch']})",
     )
 
 
-def _log(event: dict, cfg: dict, text: str) -> None:
+def _log(event: dict, plan: WorkerPlan, text: str) -> None:
     """A line for people in a terminal; otherwise one JSON object, relayed to the driver's stderr."""
-    if cfg["events"] is not None:
-        cfg["events"].put(event)
+    if plan.events is not None:
+        plan.events.put(event)
     else:
-        print(text if cfg["interactive"] else json.dumps(event), file=sys.stderr, flush=True)
+        print(text if plan.interactive else json.dumps(event), file=sys.stderr, flush=True)
 
 
 def _kill_point(rank: int) -> tuple[int, int] | None:
@@ -193,10 +196,10 @@ def _kill_point(rank: int) -> tuple[int, int] | None:
 
 
 class _Loop:
-    def __init__(self, model, core, optimizer, loss_fn, device, cfg, rank, world, batching) -> None:
+    def __init__(self, model, core, optimizer, loss_fn, device, plan: WorkerPlan, rank, world, batching) -> None:
         self.model, self.core, self.optimizer, self.loss_fn = model, core, optimizer, loss_fn
-        self.device, self.cfg, self.rank, self.world, self.batching = device, cfg, rank, world, batching
-        self.dtype = compute_dtype(cfg["precision"], device)
+        self.device, self.plan, self.rank, self.world, self.batching = device, plan, rank, world, batching
+        self.dtype = compute_dtype(plan.config.precision, device)
         self.kill_at = _kill_point(rank)
 
     def _batches(self, shard: pa.Table, rng: np.random.Generator | None) -> Iterator[tuple]:
@@ -229,11 +232,11 @@ class _Loop:
         padding, loss_sum, rows = PaddingStats(), 0.0, 0
         progress = None
         if self.rank == 0:
-            events = self.cfg["events"]
+            events = self.plan.events
             progress = Progress(
                 f"epoch {epoch}",
-                self.cfg["train_rows"] // self.world,
-                interactive=self.cfg["interactive"],
+                self.plan.train_rows // self.world,
+                interactive=self.plan.interactive,
                 in_ray_worker=True,
                 sink=events.put if events is not None else None,
             )
@@ -257,8 +260,8 @@ class _Loop:
             (loss * (weight / len(y))).backward()
             if self.world > 1:
                 self.optimizer.tables.all_reduce_grads(self.world)
-            if self.cfg["clip_norm"] > 0:
-                clip_grad_norm(self.optimizer.parameters, self.cfg["clip_norm"])
+            if self.plan.config.clip_norm > 0:
+                clip_grad_norm(self.optimizer.parameters, self.plan.config.clip_norm)
             self.optimizer.step()
             if batch is not None:
                 lens_np = lens.cpu().numpy()
@@ -284,7 +287,7 @@ class _Loop:
     def validate(self, shard) -> dict:
         """Each rank scores every world-th batch; summed confusion matrices give exact metrics."""
         self.core.eval()
-        k = self.cfg["model_config"]["num_classes"]
+        k = len(self.plan.labels)
         confusion = np.zeros((k, k), dtype=np.int64)
         loss_sum = 0.0
         with torch.no_grad():
@@ -297,7 +300,7 @@ class _Loop:
                 confusion += confusion_matrix(y.cpu().numpy(), logits.argmax(-1).cpu().numpy(), k)
         totals = self._sum([loss_sum] + confusion.ravel().tolist())
         confusion = np.asarray(totals[1:], dtype=np.int64).reshape(k, k)
-        metrics = metrics_from_confusion(confusion, self.cfg["labels"])
+        metrics = metrics_from_confusion(confusion, self.plan.labels)
         return {
             "val_loss": totals[0] / max(confusion.sum(), 1),
             "val_accuracy": metrics["accuracy"],
