@@ -8,7 +8,14 @@ import click
 
 from textclf.errors import TextclfError
 from textclf.runtime.precision import PRECISIONS
-from textclf.training.config import ARCHITECTURES, DEFAULT_ARCH
+from textclf.training.config import (
+    ARCHITECTURES,
+    BOW_LR_PER_CLASS,
+    BOW_MAX_LR,
+    CLASS_WEIGHTS,
+    DEFAULT_LR,
+    TRAIN_DEFAULTS,
+)
 
 
 class _ExitCodeError(click.ClickException):
@@ -33,36 +40,46 @@ def cli() -> None:
     """Train text classifiers with Ray Train and label Parquet corpora with Ray Data."""
 
 
+def train_option(name: str, text: str, **kwargs):
+    """The `textclf train` flag of TrainConfig field `name`; its help shows the dataclass's default, the
+    one place it is written. The flag itself defaults to None (not given), so a --config value stands."""
+    return click.option("--" + name.replace("_", "-"), help=f"{text} (default {TRAIN_DEFAULTS[name]})", **kwargs)
+
+
 @cli.command()
 @click.option("--train", "train_path", required=True, help="Training Parquet file or folder (columns text, label).")
 @click.option("--validation", "validation_path", help="Validation Parquet; default: 10% held out of --train.")
 @click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False), help="Bundle folder to write.")
 @click.option("--config", "config_path", type=click.Path(), help="YAML file of training options (flags win).")
-@click.option("--arch", help=f"Architecture: {', '.join(ARCHITECTURES)} (default {DEFAULT_ARCH}).")
-@click.option("--epochs", type=int, help="Maximum epochs (default 20; early stopping usually ends sooner).")
-@click.option("--workers", type=int, help="Ray Train DDP workers (default 1).")
+@train_option("arch", f"Architecture: {', '.join(ARCHITECTURES)}.")
+@train_option("epochs", "Maximum epochs; early stopping usually ends sooner.", type=int)
+@train_option("workers", "Ray Train DDP workers.", type=int)
 @click.option("--use-gpu/--no-gpu", default=None, help="One GPU per worker, NCCL.")
-@click.option(
-    "--precision",
+@train_option(
+    "precision",
+    "Training arithmetic; auto: bf16 autocast on GPUs and on CPUs with native bf16.",
     type=click.Choice(PRECISIONS),
-    help="Training arithmetic (default auto: bf16 autocast on GPUs and on CPUs with native bf16).",
 )
-@click.option("--batch-tokens", type=int, help="Padded tokens per batch (default 2048).")
-@click.option("--max-tokens", type=int, help="Tokens kept per text (default 256).")
-@click.option("--lr", type=float, help="Adam learning rate (default 1e-3; bow: 5e-4 per class, at most 1e-2).")
-@click.option("--seed", type=int, help="Random seed (default 0).")
+@train_option("batch_tokens", "Padded tokens per batch.", type=int)
+@train_option("max_tokens", "Tokens kept per text.", type=int)
 @click.option(
-    "--patience",
-    type=int,
-    help="Stop after this many epochs in which neither validation macro-F1 nor loss improved (default 3; 0: never).",
+    "--lr",
+    type=float,
+    help=f"Adam learning rate (default {DEFAULT_LR:g}; bow: {BOW_LR_PER_CLASS:g} per class, at most {BOW_MAX_LR:g}).",
 )
-@click.option("--min-epochs", type=int, help="Epochs before early stopping may end the run (default 5).")
+@train_option("seed", "Random seed.", type=int)
+@train_option(
+    "patience",
+    "Stop after this many epochs in which neither validation macro-F1 nor loss improved; 0: never.",
+    type=int,
+)
+@train_option("min_epochs", "Epochs before early stopping may end the run.", type=int)
 @click.option("--embeddings", type=click.Path(), help="Pretrained vectors, GloVe or word2vec text (.gz ok).")
 @click.option("--freeze-embeddings/--tune-embeddings", default=None, help="Keep pretrained vectors fixed.")
-@click.option("--class-weights", type=click.Choice(["none", "balanced"]), help="Weight the loss by class.")
-@click.option("--max-failures", type=int, help="Worker failures to recover from via checkpoints (default 0).")
-@click.option("--text-column", type=str, help="Text column (default text).")
-@click.option("--label-column", type=str, help="Label column (default label).")
+@train_option("class_weights", "Weight the loss by class.", type=click.Choice(CLASS_WEIGHTS))
+@train_option("max_failures", "Worker failures to recover from via checkpoints.", type=int)
+@train_option("text_column", "Text column.")
+@train_option("label_column", "Label column.")
 @click.option("--resume", is_flag=True, help="Continue the stopped run from its last checkpoint.")
 @click.option("--address", envvar="RAY_ADDRESS", help="Existing Ray cluster; default: local Ray in-process.")
 @click.option("--storage", help="Checkpoint storage all nodes reach (default: OUT.checkpoints beside OUT).")

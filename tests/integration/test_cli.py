@@ -43,6 +43,21 @@ def test_every_command_has_help_with_an_example():
         assert "Example" in run(command, "--help").output
 
 
+def test_train_help_shows_the_configuration_defaults():
+    from textclf.training.config import TrainConfig
+
+    text = " ".join(run("train", "--help").output.split())
+    defaults = TrainConfig()
+    for flag, value in (
+        ("--epochs", defaults.epochs),
+        ("--patience", defaults.patience),
+        ("--arch", defaults.arch),
+        ("--min-epochs", defaults.min_epochs),
+        ("--batch-tokens", defaults.batch_tokens),
+    ):
+        assert f"(default {value})" in text.split(flag, 1)[1].split(" --", 1)[0], flag
+
+
 def test_predict_prints_label_tab_confidence_tab_text(bundle_dir):
     result = run("predict", bundle_dir, "a good film", "bad")
     assert result.exit_code == 0

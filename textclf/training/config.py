@@ -90,6 +90,9 @@ def default_lr(arch: str, num_classes: int) -> float:
     return DEFAULT_LR
 
 
+TRAIN_DEFAULTS = {f.name: f.default for f in dataclasses.fields(TrainConfig) if f.default is not dataclasses.MISSING}
+
+
 def load_train_config(yaml_path: str | Path | None, overrides: dict[str, Any]) -> TrainConfig:
     """YAML values first, then flags the user actually gave (None means 'not given')."""
     values: dict[str, Any] = {}
