@@ -300,7 +300,7 @@ def label(
     Example:
       textclf label models/rt data/rt/test labeled/rt-test --probabilities
     """
-    from textclf.labeling.pipeline import LabelConfig
+    from textclf.labeling.config import LabelConfig
     from textclf.labeling.pipeline import label as run_labeling
 
     config = LabelConfig(

@@ -61,16 +61,15 @@ def check_inputs(config: TrainConfig, train_path: str, validation_path: str | No
 
 
 # Rows per Ray Data block when reading training data. Each block is read and tokenized by one task, in a
-# worker process that loads spaCy first (~2-3 s on 2 cores): a block should hold far more tokenizing than
-# that (100,000 rows is ~4 s of it), and a small corpus is best read as one block.
+# worker process that loads spaCy first: a block should hold far more tokenizing than that start costs,
+# and a small corpus is best read as one block.
 READ_BLOCK_ROWS = 100_000
 
 
 def read_parquet(files: list[str], columns: list[str], rows: int):
     """Ray Data's V1 Parquet reader, one block per READ_BLOCK_ROWS rows. The V2 reader (2.60's default)
     starts footer-reading actors for every read, and both split even a small corpus into blocks for
-    parallelism, each tokenized in a new process that loads spaCy. Preparing 10,246 rows for training
-    took 21.5 s that way and 8.9 s with one block, on 2 cores."""
+    parallelism, each tokenized in a new process that loads spaCy (docs/performance.md has the figures)."""
     import ray.data
 
     context = ray.data.DataContext.get_current()

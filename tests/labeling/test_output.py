@@ -1,0 +1,51 @@
+"""The OUTPUT protocol without Ray: rows stream into a hidden file, the commit renames it into place."""
+
+import json
+import os
+
+import numpy as np
+import pyarrow as pa
+import pytest
+
+from textclf.errors import DataError
+from textclf.labeling.config import LabelConfig
+from textclf.labeling.inputs import InputFile
+from textclf.labeling.output import FileState, RunStats, append_rows, prepare_output, write_manifest
+
+RUN = {"model_sha256": "abc", "input": "in", "inputs": ["in/a.parquet"], "config": LabelConfig().output_options()}
+
+
+def _rows(rows: list[int]) -> pa.Table:
+    return pa.table(
+        {
+            "_file": pa.array([0] * len(rows), pa.int32()),
+            "_row": pa.array(rows, pa.int64()),
+            "id": [f"r{r}" for r in rows],
+            "label": ["a"] * len(rows),
+            "confidence": pa.array([0.9] * len(rows), pa.float32()),
+            "error": pa.array([None] * len(rows), pa.string()),
+        }
+    )
+
+
+def test_an_output_appears_only_when_all_its_rows_are_in_and_each_row_once(tmp_path):
+    out = tmp_path / "out"
+    out.mkdir()
+    assert prepare_output(out, json.loads(json.dumps(RUN)), overwrite=False) is False
+    state = FileState(0, InputFile("in/a.parquet", 3), "part-00000-a.parquet", np.zeros(3, bool))
+    append_rows(state, _rows([0, 1]), out, LabelConfig())
+    assert not (out / state.output).exists() and os.path.basename(state.tmp).startswith(".tmp-")
+    append_rows(state, _rows([1]), out, LabelConfig())  # a retried batch: row 1 again
+    append_rows(state, _rows([2]), out, LabelConfig())
+    assert (out / state.output).exists() and not os.path.exists(state.tmp)
+    manifest = write_manifest(out, RUN, [state], 3, RunStats(), elapsed=1.0)
+    assert manifest["rows_labeled"] == 3 and (out / "_SUCCESS").exists()
+
+
+def test_the_same_output_with_other_options_is_refused_naming_them(tmp_path):
+    out = tmp_path / "out"
+    out.mkdir()
+    prepare_output(out, json.loads(json.dumps(RUN)), overwrite=False)
+    other = {**RUN, "config": LabelConfig(format="arrow").output_options()}
+    with pytest.raises(DataError, match=r"different --format \(was 'parquet'\)"):
+        prepare_output(out, json.loads(json.dumps(other)), overwrite=False)

@@ -1,0 +1,41 @@
+"""Options of `textclf label`: one frozen dataclass, checked where it is built."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+from textclf.errors import DataError
+from textclf.runtime.precision import check_precision
+
+
+@dataclass(frozen=True)
+class LabelConfig:
+    text_column: str = "text"
+    id_column: str = "id"
+    keep_columns: tuple[str, ...] = ()
+    probabilities: bool = False
+    format: str = "parquet"
+    concurrency: int | None = None  # inference actors; None: one per GPU, or one per CPU core
+    use_gpu: bool = False
+    batch_tokens: int | None = None  # None: the device's default (textclf.inference.predictor.inference_batching)
+    precision: str = "auto"  # textclf.runtime.precision
+    stall_timeout_s: float = 900.0  # no labeled rows for this long: an actor is hung, fail the run
+
+    def __post_init__(self) -> None:
+        if self.format not in ("parquet", "arrow"):
+            raise DataError(f"--format must be parquet or arrow, got {self.format!r}")
+        if self.concurrency is not None and self.concurrency < 1:
+            raise DataError(f"--concurrency must be >= 1, got {self.concurrency}")
+        if self.batch_tokens is not None and self.batch_tokens < 1:
+            raise DataError(f"--batch-tokens must be >= 1, got {self.batch_tokens}")
+        check_precision(self.precision)
+        if self.stall_timeout_s <= 0:
+            raise DataError(f"--stall-timeout must be > 0, got {self.stall_timeout_s}")
+
+    def output_options(self) -> dict:
+        """The options that shape the output; the others (speed, placement) may change on a rerun."""
+        return {
+            k: v
+            for k, v in asdict(self).items()
+            if k in ("text_column", "id_column", "keep_columns", "probabilities", "format", "precision")
+        }
