@@ -15,7 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from textclf.errors import BundleError
+from textclf.errors import BundleError, one_line
+from textclf.files import write_atomically
 from textclf.text.tokenizer import TokenizerConfig
 from textclf.text.vocab import Vocab
 
@@ -72,7 +73,7 @@ def check_safetensors(path: Path, expected_sha256: str | None, what: str) -> Non
         with safe_open(str(path), framework="numpy") as f:
             f.keys()
     except (OSError, SafetensorError) as e:
-        raise BundleError(f"{path} is not a readable safetensors file: {str(e).splitlines()[0]}") from None
+        raise BundleError(f"{path} is not a readable safetensors file: {one_line(e)}") from None
 
 
 def readable_like_other_files(path: Path) -> None:
@@ -128,9 +129,7 @@ def save_bundle(
         "versions": library_versions(),
         "weights_sha256": sha256_file(directory / WEIGHTS),
     }
-    tmp = directory / (META + ".tmp")
-    tmp.write_text(json.dumps(meta, indent=1))
-    os.replace(tmp, directory / META)
+    write_atomically(directory / META, lambda tmp: tmp.write_text(json.dumps(meta, indent=1)))
     return directory
 
 
@@ -175,7 +174,7 @@ def load_bundle(directory: str | Path, device: str | torch.device = "cpu") -> Bu
         tokenizer = TokenizerConfig(**meta["tokenizer"])
         labels = list(meta["labels"])
     except (KeyError, TypeError, RuntimeError, SafetensorError) as e:
-        raise BundleError(f"{directory} is not a loadable bundle: {str(e).splitlines()[0]}") from None
+        raise BundleError(f"{directory} is not a loadable bundle: {one_line(e)}") from None
     model.to(device).eval()
     skip = {"arch", "model_config", "labels", "tokenizer", "max_tokens", "vocab"}
     info = {k: v for k, v in meta.items() if k not in skip}

@@ -1,5 +1,17 @@
 """The error hierarchy: library code raises these, only the CLI maps them to exit codes."""
 
+MESSAGE_LIMIT = 300  # characters of a library's message kept in one of textclf's
+
+
+def one_line(error: BaseException) -> str:
+    """A library exception's message for a one-line error: the innermost explicit cause (`raise ... from`)
+    that has a message, its first non-blank line, whitespace collapsed, at most MESSAGE_LIMIT characters
+    (the type's name when there is no message)."""
+    while error.__cause__ is not None and str(error.__cause__).strip():
+        error = error.__cause__
+    line = next((" ".join(ln.split()) for ln in str(error).splitlines() if ln.strip()), type(error).__name__)
+    return line if len(line) <= MESSAGE_LIMIT else line[: MESSAGE_LIMIT - 3] + "..."
+
 
 class TextclfError(Exception):
     """Base class; anything unexpected is exit code 1."""

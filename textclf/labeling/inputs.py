@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
-from textclf.errors import DataError
+from textclf.errors import DataError, one_line
 
 GLOB_CHARS = "*?["
 
@@ -45,7 +45,7 @@ def _find_parquet(spec: str) -> tuple[pafs.FileSystem, list[str]]:
         try:
             filesystem, root = pafs.FileSystem.from_uri(base)
         except (ValueError, OSError) as e:  # pyarrow's ArrowInvalid is a ValueError
-            raise DataError(f"cannot open INPUT {spec}: {str(e).splitlines()[0]}") from None
+            raise DataError(f"cannot open INPUT {spec}: {one_line(e)}") from None
         pattern = spec.split("://", 1)[1] if has_glob else None
         return filesystem, _list(filesystem, root, pattern)
     if any(c in spec for c in GLOB_CHARS):
@@ -86,4 +86,4 @@ def _with_row_count(filesystem: pafs.FileSystem, path: str) -> InputFile:
         with filesystem.open_input_file(path) as f:
             return InputFile(path, pq.ParquetFile(f).metadata.num_rows)
     except Exception as e:  # pyarrow raises several types for truncated or foreign files
-        return InputFile(path, None, f"unreadable Parquet: {str(e).splitlines()[0] or type(e).__name__}")
+        return InputFile(path, None, f"unreadable Parquet: {one_line(e)}")

@@ -13,7 +13,6 @@ import json
 import os
 import signal
 import time
-import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,6 +22,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from textclf.errors import DataError, PartialFailure
+from textclf.files import TMP_PREFIX, temporary_sibling, write_atomically
 from textclf.labeling.config import LabelConfig
 from textclf.labeling.inputs import InputFile
 from textclf.runtime.faults import fault
@@ -30,7 +30,6 @@ from textclf.text.batching import PaddingStats
 
 RUN, MANIFEST, SUCCESS = "_run.json", "_manifest.json", "_SUCCESS"
 LOCK = ".lock"  # held (flock) by the run writing OUTPUT; the kernel drops it when that process dies
-TMP_PREFIX = ".tmp-"  # hidden, so readers of OUTPUT (pyarrow datasets, Spark) skip unfinished files
 
 
 @dataclass
@@ -138,7 +137,7 @@ def append_rows(state: FileState, part: pa.Table, out: Path, config: LabelConfig
     state.seen[rows] = True
     table = part.drop_columns(["_file", "_row"])
     if state.writer is None:
-        state.tmp = str(out / f"{TMP_PREFIX}{uuid.uuid4().hex}-{state.output}")
+        state.tmp = str(temporary_sibling(out / state.output))
         state.writer = (
             pq.ParquetWriter(state.tmp, table.schema)
             if config.format == "parquet"
@@ -163,13 +162,15 @@ def commit_empty(state: FileState, filesystem, out: Path, config: LabelConfig, l
     with filesystem.open_input_file(state.source.path) as handle:
         input_schema = pq.ParquetFile(handle).schema_arrow
     schema = output_schema(labels, config.probabilities, [input_schema.field(c) for c in config.keep_columns])
-    tmp = out / f"{TMP_PREFIX}{uuid.uuid4().hex}-{state.output}"
-    if config.format == "parquet":
-        pq.write_table(schema.empty_table(), tmp)
-    else:
-        with pa.ipc.new_file(str(tmp), schema) as writer:
-            writer.write_table(schema.empty_table())
-    os.replace(tmp, out / state.output)
+
+    def write(tmp: Path) -> None:
+        if config.format == "parquet":
+            pq.write_table(schema.empty_table(), tmp)
+        else:
+            with pa.ipc.new_file(str(tmp), schema) as writer:
+                writer.write_table(schema.empty_table())
+
+    write_atomically(out / state.output, write)
 
 
 def _pause_after_commit(out: Path) -> None:
@@ -222,9 +223,7 @@ def write_manifest(
         "padding_efficiency": round(padding.efficiency, 4) if rows_done else None,
         "rows_per_node": stats.rows_per_node,
     }
-    tmp = out / (TMP_PREFIX + MANIFEST)
-    tmp.write_text(json.dumps(manifest, indent=1))
-    os.replace(tmp, out / MANIFEST)
+    write_atomically(out / MANIFEST, lambda tmp: tmp.write_text(json.dumps(manifest, indent=1)))
     if not failed:
         (out / SUCCESS).write_text(json.dumps(manifest, indent=1))
     else:

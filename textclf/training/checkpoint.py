@@ -14,7 +14,7 @@ from typing import Any
 import torch
 
 from textclf.bundle import check_safetensors, readable_like_other_files, refuse_pickle_files, sha256_file
-from textclf.errors import BundleError
+from textclf.errors import BundleError, one_line
 
 STATE = "state.json"
 TENSOR_FILES = ("model.safetensors", "best.safetensors", "optimizer.safetensors")
@@ -48,7 +48,7 @@ def load_training_state(directory: Path) -> tuple[dict, dict, dict, dict[str, An
     try:
         model_state, best_state, tensors = (load_file(str(directory / name)) for name in TENSOR_FILES)
     except (OSError, SafetensorError) as e:
-        raise BundleError(f"checkpoint {directory} is unreadable: {str(e).splitlines()[0]}") from None
+        raise BundleError(f"checkpoint {directory} is unreadable: {one_line(e)}") from None
     state.pop("sha256", None)
     optimizer_state = _join_optimizer_state(tensors, state.pop("optimizer"))
     return model_state, best_state, optimizer_state, state
@@ -64,7 +64,7 @@ def check_training_state(directory: Path) -> dict[str, Any]:
         for name in TENSOR_FILES:
             check_safetensors(directory / name, hashes.get(name), str(directory / STATE))
     except (OSError, json.JSONDecodeError, UnicodeDecodeError, AttributeError) as e:
-        raise BundleError(f"checkpoint {directory} is unreadable: {str(e).splitlines()[0]}") from None
+        raise BundleError(f"checkpoint {directory} is unreadable: {one_line(e)}") from None
     return state
 
 

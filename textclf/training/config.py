@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from textclf.errors import ConfigError
+from textclf.errors import ConfigError, one_line
 from textclf.runtime.precision import check_precision
 
 DEFAULT_ARCH = "bow"
@@ -123,7 +123,7 @@ def _read_yaml(path: Path) -> dict[str, Any]:
     try:
         data = yaml.safe_load(path.read_text()) or {}
     except yaml.YAMLError as e:
-        raise ConfigError(f"config file {path} is not valid YAML: {str(e).splitlines()[0]}") from None
+        raise ConfigError(f"config file {path} is not valid YAML: {one_line(e)}") from None
     if not isinstance(data, dict):
         raise ConfigError(f"config file {path} must hold a mapping of option: value")
     return {k.replace("-", "_"): v for k, v in data.items()}

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pyarrow.dataset as pads
 
-from textclf.errors import DataError
+from textclf.errors import DataError, one_line
 from textclf.text.encoding import count_table, encode_table, tokenize_table
 from textclf.text.tokenizer import TokenizerConfig
 from textclf.text.vocab import Vocab, VocabConfig
@@ -36,7 +36,7 @@ def parquet_dataset(path: str, columns: list[str], what: str) -> pads.Dataset:
     try:
         dataset = pads.dataset(path, format="parquet")
     except Exception as e:  # pyarrow raises several types for unreadable input
-        raise DataError(f"cannot read {what} data {path} as Parquet: {str(e).splitlines()[0]}") from None
+        raise DataError(f"cannot read {what} data {path} as Parquet: {one_line(e)}") from None
     missing = [c for c in columns if c not in dataset.schema.names]
     if missing:
         raise DataError(f"{what} data {path} has no column {missing[0]!r} (columns: {', '.join(dataset.schema.names)})")
