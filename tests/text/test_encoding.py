@@ -60,3 +60,26 @@ def test_remembered_chunks_are_bounded(monkeypatch):
         got = _per_text(*encoder.encode_batch(texts[i : i + 2]))
         assert got == [ids.tolist() for ids in vocab.encode_batch(tokenizer.tokenize_batch(texts[i : i + 2]), 64)]
         assert len(encoder._row) <= 50
+
+
+def test_encoding_keeps_one_cache_of_chunks_its_own():
+    from textclf.text.encoding import TextEncoder
+    from textclf.text.tokenizer import Tokenizer
+    from textclf.text.vocab import Vocab
+
+    tokenizer = Tokenizer()
+    encoder = TextEncoder(tokenizer, Vocab(["<pad>", "<unk>", "good", "film"]), 16)
+    lengths, ids = encoder.encode_batch(["A good film.", "good"])
+    assert lengths.tolist() == [4, 1] and ids.tolist() == [1, 2, 3, 1, 2]
+    assert len(tokenizer._chunks) == 0  # the tokenizer remembered none of the encoder's chunks
+
+
+def test_a_tokenizer_definition_of_another_version_is_refused():
+    import pytest
+
+    from textclf.errors import ConfigError
+    from textclf.text.tokenizer import TOKENIZER_VERSION, TokenizerConfig
+
+    assert TokenizerConfig().version == TOKENIZER_VERSION == TokenizerConfig(**{"lang": "en"}).version
+    with pytest.raises(ConfigError, match="tokenizer version 2"):
+        TokenizerConfig(version=2)

@@ -20,15 +20,27 @@ CHUNK_CACHE_SIZE = 200_000
 _tokens, _heads, _tails = itemgetter(0), itemgetter(1), itemgetter(2)
 
 
+# The tokenizer's definition: what turns a text into tokens (spaCy's rules for `lang`, lowercasing, the cut
+# at max_chars). Bundles record it; a change to what a text tokenizes to takes a new version, and a bundle
+# whose version this textclf does not know is refused rather than scored with other tokens.
+TOKENIZER_VERSION = 1
+
+
 @dataclass(frozen=True)
 class TokenizerConfig:
     lang: str = "en"
     lowercase: bool = True
     max_chars: int = DEFAULT_MAX_CHARS
+    version: int = TOKENIZER_VERSION  # bundles written before versions existed read as 1
 
     def __post_init__(self) -> None:
         if not 1 <= self.max_chars <= 1_000_000:
             raise ConfigError(f"tokenizer max_chars must be in 1..1000000, got {self.max_chars}")
+        if self.version != TOKENIZER_VERSION:
+            raise ConfigError(
+                f"tokenizer version {self.version} is not this textclf's ({TOKENIZER_VERSION}); "
+                "use the textclf version that wrote the bundle"
+            )
 
 
 class Tokenizer:
@@ -71,9 +83,9 @@ class Tokenizer:
         return [self._prepare(t).split() for t in texts]
 
     def chunks(self, chunks: Sequence[str]) -> list[Chunk]:
-        """The Chunk of each of `chunks`, tokenizing the new ones together."""
-        self._chunks.learn([chunks])
-        return list(map(self._chunks.__getitem__, chunks))
+        """The Chunk of each of the distinct `chunks`, tokenized together and not remembered here: a
+        caller that asks for chunks (TextEncoder) keeps its own table of them, the one cache it needs."""
+        return self._chunks.read(list(chunks))
 
     def tokenize_whole(self, text: str) -> list[str]:
         return self._spacy_tokens(self._prepare(text))
@@ -102,7 +114,7 @@ class Chunk(NamedTuple):
 
 
 class _ChunkCache(dict):
-    """chunk -> Chunk."""
+    """chunk -> Chunk, for the chunks tokenize_batch has seen (bounded by CHUNK_CACHE_SIZE)."""
 
     def __init__(self, spacy_tokenizer) -> None:
         super().__init__()
@@ -116,9 +128,14 @@ class _ChunkCache(dict):
         if len(self) + len(new) > CHUNK_CACHE_SIZE:
             self.clear()
             new = set(chain.from_iterable(texts))
+        if new:
+            new = list(new)
+            self.update(zip(new, self.read(new)))
+
+    def read(self, new: list[str]) -> list[Chunk]:
+        """The Chunks of `new` (distinct chunks), from one spaCy call, remembering none of them."""
         if not new:
-            return
-        new = list(new)
+            return []
         rules = self._rules
         tokenized = _tokenize_apart(self._spacy, new)
         heads = [rules.head_bits.get(tokens[0], 0) for tokens in tokenized]
@@ -133,7 +150,7 @@ class _ChunkCache(dict):
         for i, tokens in zip(edited, _tokenize_apart(self._affixes_only, [new[i] for i in edited])):
             heads[i] |= rules.head_bits.get(tokens[0], 0)
             tails[i] |= rules.tail_bits.get(tokens[-1], 0)
-        self.update(zip(new, map(Chunk, tokenized, heads, tails)))
+        return list(map(Chunk, tokenized, heads, tails))
 
 
 def _tokenize_apart(spacy_tokenizer, chunks: list[str]) -> list[tuple[str, ...]]:
