@@ -85,7 +85,7 @@ def readable_like_other_files(path: Path) -> None:
 
 
 def library_versions() -> dict[str, str]:
-    """From the installed packages' metadata: importing spaCy for its version took 1.3 s of a
+    """From the installed packages' metadata: importing spaCy for its version took seconds of a
     training driver that never tokenizes."""
     from importlib.metadata import version
 

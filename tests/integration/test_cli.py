@@ -47,6 +47,7 @@ def test_train_help_shows_the_configuration_defaults():
     from textclf.training.config import TrainConfig
 
     text = " ".join(run("train", "--help").output.split())
+    assert "Architecture: bilstm, bow, cnn, mlp. (default bow)" in text
     defaults = TrainConfig()
     for flag, value in (
         ("--epochs", defaults.epochs),

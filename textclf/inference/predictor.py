@@ -18,7 +18,7 @@ from textclf.text.encoding import TextEncoder, cached_tokenizer
 
 
 def inference_batching(device_type: str = "cpu", batch_tokens: int | None = None) -> BatchingConfig:
-    """Batches for scoring. CPU: batches that stay in cache (the BiLSTM ran ~25% faster at 4,096
+    """Batches for scoring. CPU: batches that stay in cache (the BiLSTM ran faster at 4,096
     tokens than at 16,384); GPU: large batches keep the device busy. 16k-row windows sort well."""
     tokens = batch_tokens or (16_384 if device_type == "cuda" else 4096)
     return BatchingConfig(batch_tokens=tokens, max_rows=max(1, tokens // 32), window_rows=16_384)

@@ -92,10 +92,9 @@ class FastText(TextClassifier):
 
 def _bag(table: nn.EmbeddingBag, ids: torch.Tensor) -> torch.Tensor:
     """Per row, the sum of the table rows of its non-zero ids, as `table(ids)` with padding_idx=0
-    computes it. Leaving padding out by padding_idx takes CPU embedding_bag off its fast kernel (about
-    100 instead of 15 ns a row from a 1M-row table; a training step took twice as long). Scoring sums
-    the padding rows too where they are zero, as training keeps them: the quickest; otherwise the
-    ids go in flat, padding dropped."""
+    computes it. Leaving padding out by padding_idx takes CPU embedding_bag off its fast kernel
+    (several times slower a row from a 1M-row table). Scoring sums the padding rows too where they are
+    zero, as training keeps them: the quickest; otherwise the ids go in flat, padding dropped."""
     if not torch.is_grad_enabled() and not table.weight[0].any():
         return F.embedding_bag(ids, table.weight, mode="sum")
     keep = ids != 0

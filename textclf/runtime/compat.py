@@ -77,7 +77,7 @@ def unused_trainer_callbacks(local_session: bool) -> tuple[type, ...]:
 def controller_callback():
     """The base class of a callback that runs in Ray Train's controller; None where it moved, and
     textclf.training.backend uses Ray's public TorchConfig, whose backend imports torch in the controller
-    (about 3 s of its start) and starts a process group for one worker too. (A function: importing
+    (seconds of its start) and starts a process group for one worker too. (A function: importing
     ray.train here would import Ray in every command that merely loads this module.)"""
     try:
         from ray.train.v2._internal.execution.callback import ControllerCallback

@@ -1,7 +1,7 @@
 """Arithmetic precision for training and scoring: bf16 autocast where the hardware runs it natively.
 
 auto picks bf16 on CUDA and on CPUs with native bf16 (AVX512-BF16, AMX), where oneDNN runs the BiLSTM
-about twice as fast when scoring and 1.4x when training; float32 on other CPUs (AVX2 only), where bf16
+markedly faster when scoring and training; float32 on other CPUs (AVX2 only), where bf16
 would be emulated and slower, and where oneDNN has no bf16 LSTM at all: bf16 is refused there.
 Weights, optimizer state and the loss stay float32 either way.
 """

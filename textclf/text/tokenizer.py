@@ -217,7 +217,7 @@ def _affix_tokenizer(t):
 
 def _import_spacy():
     """spaCy's thinc imports torch where it is installed, for models that textclf never runs through
-    thinc: two thirds of spaCy's import time (3 of 4.5 s on a slow CPU) in every tokenizing worker of
+    thinc: most of spaCy's import time, in every tokenizing worker of
     training, where nothing else needs torch. It is hidden while spaCy loads, unless this process has
     it already; `import torch` works as usual afterwards."""
     if "torch" in sys.modules:

@@ -1,7 +1,7 @@
 """Ray Train's torch backend, in a form its controller can load without importing torch.
 
 Ray Train's controller unpickles the backend config, and `ray.train.torch.config` imports torch at
-the top: 3 s of the controller's start on 2 cores, spent before it asks for any worker. Here the
+the top: seconds of the controller's start, spent before it asks for any worker. Here the
 config and backend import nothing of torch; the workers run Ray's own torch set-up (they import
 torch anyway), and the controller imports Ray's torch backend only to start a process group, which a
 single worker does not get: it has no peer to reduce with (`prepare_model` wraps DDP only for more
