@@ -7,6 +7,7 @@ from pathlib import Path
 import click
 
 from textclf.errors import TextclfError
+from textclf.labeling.config import FORMATS, LABEL_DEFAULTS
 from textclf.runtime.precision import PRECISIONS
 from textclf.training.config import (
     ARCHITECTURES,
@@ -252,16 +253,16 @@ def prepare(source, out, text_column, label_column, id_column, split_text, seed,
 @click.argument("model_dir", type=click.Path())
 @click.argument("input_spec", metavar="INPUT")
 @click.argument("output", type=click.Path(file_okay=False))
-@click.option("--text-column", default="text", show_default=True)
+@click.option("--text-column", default=LABEL_DEFAULTS["text_column"], show_default=True)
 @click.option(
     "--id-column",
-    default="id",
+    default=LABEL_DEFAULTS["id_column"],
     show_default=True,
     help="Ids to carry over; files without it get ids from their path and row number.",
 )
 @click.option("--keep-columns", default="", help="Comma-separated input columns copied to the output.")
 @click.option("--probabilities", is_flag=True, help="Add a probs column (label order in the schema metadata).")
-@click.option("--format", "fmt", type=click.Choice(["parquet", "arrow"]), default="parquet", show_default=True)
+@click.option("--format", "fmt", type=click.Choice(FORMATS), default=LABEL_DEFAULTS["format"], show_default=True)
 @click.option("--batch-tokens", type=int, help="Padded tokens per inference batch (default 4096 on CPU, 16384 on GPU).")
 @click.option(
     "--concurrency", type=int, help="Inference actors (default: one per GPU with --use-gpu, else one per CPU core)."
@@ -271,7 +272,7 @@ def prepare(source, out, text_column, label_column, id_column, split_text, seed,
 @click.option(
     "--stall-timeout",
     type=float,
-    default=900,
+    default=LABEL_DEFAULTS["stall_timeout_s"],
     show_default=True,
     help="Fail when no rows are labeled for this many seconds (a hung actor).",
 )

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 
 from textclf.errors import DataError
 from textclf.runtime.precision import check_precision
+
+FORMATS = ("parquet", "arrow")
 
 
 @dataclass(frozen=True)
@@ -22,7 +24,7 @@ class LabelConfig:
     stall_timeout_s: float = 900.0  # no labeled rows for this long: an actor is hung, fail the run
 
     def __post_init__(self) -> None:
-        if self.format not in ("parquet", "arrow"):
+        if self.format not in FORMATS:
             raise DataError(f"--format must be parquet or arrow, got {self.format!r}")
         if self.concurrency is not None and self.concurrency < 1:
             raise DataError(f"--concurrency must be >= 1, got {self.concurrency}")
@@ -39,3 +41,6 @@ class LabelConfig:
             for k, v in asdict(self).items()
             if k in ("text_column", "id_column", "keep_columns", "probabilities", "format", "precision")
         }
+
+
+LABEL_DEFAULTS = {f.name: f.default for f in fields(LabelConfig)}  # what `textclf label --help` shows
