@@ -44,3 +44,13 @@ def test_a_model_near_or_above_naive_bayes_gets_no_warning():
     confusion = np.array([[5, 1], [1, 5]])
     assert quality_warning(confusion, 0.77, {"majority": 0.36, "naive_bayes": 0.78}) is None
     assert quality_warning(confusion, 0.9, {"majority": 0.36, "naive_bayes": 0.78}) is None
+
+
+def test_the_majority_baseline_predicts_the_most_frequent_training_label():
+    from textclf.training.quality import baselines_macro_f1
+
+    train = _table([[2], [3], [3]], [0, 1, 1])
+    validation = _table([[2], [3], [3], [3]], [0, 1, 1, 1])
+    baselines = baselines_macro_f1(train, validation, ["a", "b"], {"a": 1, "b": 2}, vocab_size=4)
+    assert baselines["majority"] == pytest.approx((0 + 2 * 3 / (3 + 4)) / 2)  # F1 of "b" 6/7 averaged with 0
+    assert baselines["naive_bayes"] == pytest.approx(1.0)

@@ -49,6 +49,20 @@ def naive_bayes_macro_f1(train: pa.Table, validation: pa.Table, labels: list[str
     return metrics_from_confusion(confusion, labels)["macro_f1"]
 
 
+def baselines_macro_f1(
+    train: pa.Table, validation: pa.Table, labels: list[str], label_counts: dict[str, int], vocab_size: int
+) -> dict[str, float]:
+    """Validation macro-F1 of the majority training label and of naive Bayes, to tell a model that did
+    not learn from one that did."""
+    majority = labels.index(max(labels, key=lambda name: label_counts.get(name, 0)))
+    confusion = np.zeros((len(labels), len(labels)), np.int64)
+    confusion[:, majority] = np.bincount(validation.column("label").to_numpy(), minlength=len(labels))
+    return {
+        "majority": metrics_from_confusion(confusion, labels)["macro_f1"],
+        "naive_bayes": naive_bayes_macro_f1(train, validation, labels, vocab_size),
+    }
+
+
 def quality_warning(confusion: np.ndarray, macro_f1: float, baselines: dict[str, float]) -> str | None:
     """One line when the model predicts a single class, does no better than the majority label or
     stays well below naive Bayes (`baselines`: macro-F1 of each); None otherwise."""
