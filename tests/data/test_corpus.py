@@ -98,15 +98,24 @@ def test_reads_reviews_only():
 
 
 def test_cleaning_drops_blanks_repeats_and_texts_under_two_labels():
-    rows = [("A joke.", "a", ""), ("a  JOKE.", "a", ""), ("Both", "a", ""), ("both", "b", ""), (" ", "b", ""),
-            ("Kept", "b", "")]
+    rows = [
+        ("A joke.", "a", ""),
+        ("a  JOKE.", "a", ""),
+        ("Both", "a", ""),
+        ("both", "b", ""),
+        (" ", "b", ""),
+        ("Kept", "b", ""),
+    ]
     assert corpus._clean(rows) == [("A joke.", "a", ""), ("Kept", "b", "")]
 
 
-@pytest.mark.parametrize("name, rows, classes, splits", [
-    ("fortunes", 14_947, 39, None),
-    ("20newsgroups", 18_781, 20, {"train", "test"}),
-])
+@pytest.mark.parametrize(
+    "name, rows, classes, splits",
+    [
+        ("fortunes", 14_947, 39, None),
+        ("20newsgroups", 18_781, 20, {"train", "test"}),
+    ],
+)
 def test_multi_class_corpora_are_fetched_cleaned_and_cached(rt_cache, name, rows, classes, splits):
     frame = corpus.corpus_frame(name)
     assert len(frame) == rows and frame["label"].nunique() == classes

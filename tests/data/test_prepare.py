@@ -56,13 +56,16 @@ def test_config_defaults_and_split_coercion():
     assert DataConfig().split == (0.8, 0.1, 0.1)
 
 
-@pytest.mark.parametrize("split, fix", [
-    ((0.5, 0.2, 0.2), "sum to 1"),
-    ((0.9, -0.1, 0.2), "non-negative"),
-    ((0.0, 0.5, 0.5), "train fraction"),
-    ((0.8, 0.2), "non-negative fractions"),
-    (("a", 0.5, 0.5), "three numbers"),
-])
+@pytest.mark.parametrize(
+    "split, fix",
+    [
+        ((0.5, 0.2, 0.2), "sum to 1"),
+        ((0.9, -0.1, 0.2), "non-negative"),
+        ((0.0, 0.5, 0.5), "train fraction"),
+        ((0.8, 0.2), "non-negative fractions"),
+        (("a", 0.5, 0.5), "three numbers"),
+    ],
+)
 def test_config_rejects_bad_split(split, fix):
     with pytest.raises(ConfigError, match=fix):
         DataConfig(split=split)
@@ -206,8 +209,9 @@ def test_class_label_names():
 def test_classlabel_parquet_gives_label_names(tmp_path):
     hf = pytest.importorskip("datasets")
     features = hf.Features({"text": hf.Value("string"), "label": hf.ClassLabel(names=["neg", "pos"])})
-    ds = hf.Dataset.from_dict({"text": [f"t{i}" for i in range(20)], "label": [i % 2 for i in range(20)]},
-                              features=features)
+    ds = hf.Dataset.from_dict(
+        {"text": [f"t{i}" for i in range(20)], "label": [i % 2 for i in range(20)]}, features=features
+    )
     ds.to_parquet(str(tmp_path / "d.parquet"))  # keeps the ClassLabel feature in the schema metadata
     summary = prepare(str(tmp_path / "d.parquet"), tmp_path / "out", DataConfig())
     assert summary["labels"] == {"neg": 10, "pos": 10}
@@ -216,11 +220,14 @@ def test_classlabel_parquet_gives_label_names(tmp_path):
 def _saved_dataset_dict(tmp_path, splits):
     hf = pytest.importorskip("datasets")
     features = hf.Features({"text": hf.Value("string"), "label": hf.ClassLabel(names=["neg", "pos"])})
-    dd = hf.DatasetDict({
-        name: hf.Dataset.from_dict({"text": [f"{name} {i}" for i in range(n)], "label": [i % 2 for i in range(n)]},
-                                   features=features)
-        for name, n in splits.items()
-    })
+    dd = hf.DatasetDict(
+        {
+            name: hf.Dataset.from_dict(
+                {"text": [f"{name} {i}" for i in range(n)], "label": [i % 2 for i in range(n)]}, features=features
+            )
+            for name, n in splits.items()
+        }
+    )
     dd.save_to_disk(str(tmp_path / "saved"))
     return str(tmp_path / "saved")
 
@@ -262,12 +269,15 @@ def test_missing_column_names_it_and_lists_available(tmp_path):
     assert siblings(tmp_path / "out") == ["reviews.csv"]
 
 
-@pytest.mark.parametrize("content, message", [
-    ("", "is empty"),
-    ("text,label\n", "has no rows"),
-    ("text,label\n,pos\n ,neg\n", "no rows with both text and a label"),
-    ("text,label\na,pos\nb,pos\n", "1 label value"),
-])
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        ("", "is empty"),
+        ("text,label\n", "has no rows"),
+        ("text,label\n,pos\n ,neg\n", "no rows with both text and a label"),
+        ("text,label\na,pos\nb,pos\n", "1 label value"),
+    ],
+)
 def test_empty_or_single_label_sources(tmp_path, content, message):
     (tmp_path / "d.csv").write_text(content)
     with pytest.raises(DataError, match=message):

@@ -7,8 +7,8 @@ import time
 import pytest
 from click.testing import CliRunner
 
-from textclf.data import prepare as tds
 from textclf.cli import cli
+from textclf.data import prepare as tds
 
 
 def run(*args):

@@ -3,8 +3,8 @@ import gzip
 import pytest
 import torch
 
-from textclf.models.embeddings import load_vectors, vectors_dim
 from textclf.errors import DataError
+from textclf.models.embeddings import load_vectors, vectors_dim
 
 ITOS = ["<pad>", "<unk>", "the", "Good", "movie", "absent"]
 VECTORS = {

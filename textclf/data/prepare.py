@@ -72,13 +72,15 @@ class DataConfig:
         except (TypeError, ValueError):
             raise ConfigError(f"split must be three numbers (train, validation, test), got {self.split!r}") from None
         if len(split) != 3 or any(not np.isfinite(f) or f < 0 for f in split):
-            raise ConfigError(f"split must be three non-negative fractions (train, validation, test), "
-                              f"got {self.split!r}")
+            raise ConfigError(
+                f"split must be three non-negative fractions (train, validation, test), got {self.split!r}"
+            )
         if split[0] <= 0:
             raise ConfigError(f"split: the train fraction must be above 0, got {self.split!r}")
         if abs(sum(split) - 1) > 1e-6:
-            raise ConfigError(f"split fractions must sum to 1, got {self.split!r} (sum {sum(split):g}); "
-                              "e.g. 0.8,0.1,0.1")
+            raise ConfigError(
+                f"split fractions must sum to 1, got {self.split!r} (sum {sum(split):g}); e.g. 0.8,0.1,0.1"
+            )
         object.__setattr__(self, "split", split)
 
 
@@ -219,8 +221,9 @@ def _load_files(files: list[Path], source: str) -> pa.Table:
     # A throwaway cache: datasets would otherwise keep an Arrow copy of every local file it ever read.
     with tempfile.TemporaryDirectory(prefix="textclf-hf-") as cache:
         try:
-            loaded = hf.load_dataset(builder, data_files=[str(f) for f in files], cache_dir=cache,
-                                     keep_in_memory=True, **dict(options))
+            loaded = hf.load_dataset(
+                builder, data_files=[str(f) for f in files], cache_dir=cache, keep_in_memory=True, **dict(options)
+            )
         except Exception as e:
             if "corresponds to no data" in str(e):  # datasets' way of saying "header only"
                 raise DataError(f"{source} has no rows") from None
@@ -261,8 +264,10 @@ def _reachable(endpoint: str) -> bool:
     ok = threading.Event()
 
     def probe() -> None:
-        with contextlib.suppress(OSError), socket.create_connection((url.hostname, url.port or 443),
-                                                                    HUB_PROBE_TIMEOUT_S):
+        with (
+            contextlib.suppress(OSError),
+            socket.create_connection((url.hostname, url.port or 443), HUB_PROBE_TIMEOUT_S),
+        ):
             ok.set()
 
     # A thread, because name resolution ignores socket timeouts.
@@ -295,8 +300,9 @@ def _tables(loaded) -> pa.Table | dict[str, pa.Table]:
     table = loaded.with_format("arrow")[:]
     for name, feature in loaded.features.items():
         if isinstance(feature, ClassLabel):
-            table = table.set_column(table.schema.get_field_index(name), name,
-                                     class_label_names(table[name], feature.names))
+            table = table.set_column(
+                table.schema.get_field_index(name), name, class_label_names(table[name], feature.names)
+            )
     return table
 
 
@@ -308,8 +314,10 @@ def _clean(table: pa.Table, config: DataConfig, source: str, prefix: str) -> tup
     for key in ("text_column", "label_column", "id_column"):
         column = getattr(config, key)
         if column is not None and column not in table.column_names:
-            raise DataError(f"{source} has no column {column!r} (available: {', '.join(table.column_names)}); "
-                            f"choose one with {_FLAGS[key]}")
+            raise DataError(
+                f"{source} has no column {column!r} (available: {', '.join(table.column_names)}); "
+                f"choose one with {_FLAGS[key]}"
+            )
     text = _as_strings(table[config.text_column], config.text_column, source)
     label = _as_strings(_integral_floats_as_ints(table[config.label_column]), config.label_column, source)
     if config.id_column:
@@ -363,8 +371,9 @@ def _keep_splits(tables: dict[str, pa.Table], config: DataConfig) -> dict[str, p
     p_train, p_val, p_test = config.split
     if validation is None or test is None:
         share = p_val if validation is None else p_test
-        keep, carved = stratified_split(_labels(train), (p_train / (p_train + share), share / (p_train + share)),
-                                        config.seed)
+        keep, carved = stratified_split(
+            _labels(train), (p_train / (p_train + share), share / (p_train + share)), config.seed
+        )
         train, carved = train.take(keep), train.take(carved)
         validation, test = (carved, test) if validation is None else (validation, carved)
     return {"train": train, "validation": validation, "test": test}
@@ -375,14 +384,18 @@ def _check_labels_and_ids(splits: dict[str, pa.Table], config: DataConfig, sourc
         raise DataError(f"{source} has no training rows with both text and a label")
     labels = pa.chunked_array([t["label"] for t in splits.values()]).unique()
     if len(labels) < 2:
-        raise DataError(f"{source} has {len(labels)} label value(s) in column {config.label_column!r}; "
-                        "a classifier needs at least 2")
+        raise DataError(
+            f"{source} has {len(labels)} label value(s) in column {config.label_column!r}; "
+            "a classifier needs at least 2"
+        )
     if config.id_column:  # derived ids are unique by construction
         counts = pc.value_counts(pa.chunked_array([t["id"] for t in splits.values()]))
         dup = counts.filter(pc.greater(counts.field("counts"), 1))
         if len(dup):
-            raise DataError(f"id column {config.id_column!r} of {source} has duplicate values "
-                            f"({len(dup)}, e.g. {dup[0]['values'].as_py()!r})")
+            raise DataError(
+                f"id column {config.id_column!r} of {source} has duplicate values "
+                f"({len(dup)}, e.g. {dup[0]['values'].as_py()!r})"
+            )
 
 
 # --- writing -----------------------------------------------------------------------------------------

@@ -4,13 +4,12 @@ Every model maps ``ids`` [B, T] (0 = <pad>, 1 = <unk>) and ``lengths`` [B] to lo
 and a row's output never depends on the rest of its batch or on the batch's padding.
 """
 
-from textclf.models.registry import TextClassifier, config_class, create_model, model_names
-
 # Importing the architectures registers them.
 from textclf.models.bilstm import BiLSTM, BiLSTMConfig
 from textclf.models.bow import BoWConfig, FastText
 from textclf.models.cnn import CNNConfig, TextCNN
 from textclf.models.mlp import MLP, MLPConfig
+from textclf.models.registry import TextClassifier, config_class, create_model, model_names
 
 __all__ = [
     "BiLSTM",

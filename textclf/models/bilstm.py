@@ -129,7 +129,9 @@ class BiLSTM(TextClassifier):
     def _direction(self, x: torch.Tensor, layer: int, suffix: str) -> torch.Tensor:
         """One layer, one direction of self.lstm, over the whole padded batch: [B, T, hidden]."""
         lstm = self.lstm
-        weights = [getattr(lstm, f"{name}_l{layer}{suffix}") for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")]
+        weights = [
+            getattr(lstm, f"{name}_l{layer}{suffix}") for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")
+        ]
         zeros = x.new_zeros(1, x.size(0), self.config.hidden_dim)
         # aten's LSTM (what nn.LSTM calls): one layer, no dropout, unidirectional, batch first
         return torch.lstm(x, (zeros, zeros), weights, True, 1, 0.0, self.training, False, True)[0]

@@ -51,9 +51,7 @@ class FastText(TextClassifier):
         self.embedding = nn.EmbeddingBag(config.vocab_size, dim, mode="sum", padding_idx=0)
         # Row 0 of the bigram table is padding too: invalid pairs hash to it and drop out.
         self.bigram_embedding = (
-            nn.EmbeddingBag(config.num_buckets + 1, dim, mode="sum", padding_idx=0)
-            if config.num_buckets
-            else None
+            nn.EmbeddingBag(config.num_buckets + 1, dim, mode="sum", padding_idx=0) if config.num_buckets else None
         )
         self.dropout = nn.Dropout(config.dropout)
         self.fc = nn.Linear(dim, config.num_classes)

@@ -38,8 +38,10 @@ class CNNConfig:
         check_int(self, "num_filters")
         check_probability(self, "dropout")
         sizes = self.filter_sizes
-        if not isinstance(sizes, (list, tuple)) or not sizes or not all(
-            isinstance(k, int) and not isinstance(k, bool) and k >= 1 for k in sizes
+        if (
+            not isinstance(sizes, (list, tuple))
+            or not sizes
+            or not all(isinstance(k, int) and not isinstance(k, bool) and k >= 1 for k in sizes)
         ):
             raise ConfigError(f"model option filter_sizes must be a list of integers >= 1, got {sizes!r}")
         object.__setattr__(self, "filter_sizes", tuple(sizes))  # JSON brings it back as a list
@@ -51,9 +53,7 @@ class TextCNN(TextClassifier):
         super().__init__()
         self.config = config
         self.embedding = nn.Embedding(config.vocab_size, config.embedding_dim, padding_idx=0)
-        self.convs = nn.ModuleList(
-            nn.Conv1d(config.embedding_dim, config.num_filters, k) for k in config.filter_sizes
-        )
+        self.convs = nn.ModuleList(nn.Conv1d(config.embedding_dim, config.num_filters, k) for k in config.filter_sizes)
         self.dropout = nn.Dropout(config.dropout)
         self.fc = nn.Linear(config.num_filters * len(config.filter_sizes), config.num_classes)
         # Kim's U(-0.25, 0.25) for random word vectors: the variance of pretrained ones.

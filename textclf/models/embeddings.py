@@ -7,8 +7,9 @@ vocabulary's words are parsed, so multi-GB files cost time, not memory.
 from __future__ import annotations
 
 import gzip
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator, TextIO
+from typing import TextIO
 
 import numpy as np
 import torch
@@ -82,9 +83,7 @@ def vectors_dim(path: str | Path) -> int:
     raise DataError(f"no word vectors found in {path}")
 
 
-def load_vectors(
-    path: str | Path, itos: list[str], seed: int = 0
-) -> tuple[torch.Tensor, float, int]:
+def load_vectors(path: str | Path, itos: list[str], seed: int = 0) -> tuple[torch.Tensor, float, int]:
     """Return (matrix [len(itos), dim] float32, coverage, dim) for the vocabulary ``itos``.
 
     A word takes the file's exact spelling if present, else its lowercase form, else any
@@ -100,7 +99,7 @@ def load_vectors(
     found: dict[int, np.ndarray] = {}
     rank: dict[int, int] = {}  # 0 exact, 1 lowercase, 2 other casing; lower is better
     dim = None
-    for number, dim, word, values in _vector_lines(path):
+    for number, dim, word, values in _vector_lines(path):  # noqa: B007 (dim: every line has the same)
         candidates = by_folded.get(word.lower())
         if not candidates:
             continue

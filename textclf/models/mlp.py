@@ -47,9 +47,7 @@ class MLP(TextClassifier):
     def __init__(self, config: MLPConfig):
         super().__init__()
         self.config = config
-        self.embedding = nn.EmbeddingBag(
-            config.vocab_size, config.embedding_dim, mode=config.mode, padding_idx=0
-        )
+        self.embedding = nn.EmbeddingBag(config.vocab_size, config.embedding_dim, mode=config.mode, padding_idx=0)
         hidden = config.hidden_dim
         self.layers = nn.Sequential(
             nn.Linear(config.embedding_dim, hidden),

@@ -7,7 +7,7 @@ A model is built from plain keyword arguments, so a bundle's JSON rebuilds it:
 from __future__ import annotations
 
 import dataclasses
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 from torch import nn
@@ -39,9 +39,7 @@ def _lookup(name: str) -> tuple[type, type[nn.Module]]:
     try:
         return _REGISTRY[name]
     except KeyError:
-        raise ConfigError(
-            f"unknown model {name!r}; choose one of: {', '.join(model_names())}"
-        ) from None
+        raise ConfigError(f"unknown model {name!r}; choose one of: {', '.join(model_names())}") from None
 
 
 def config_class(name: str) -> type:
@@ -56,9 +54,7 @@ def create_model(name: str, /, **cfg) -> nn.Module:
     valid = [f.name for f in fields]
     for key in cfg:
         if key not in valid:
-            raise ConfigError(
-                f"unknown option {key!r} for model {name!r}; valid options: {', '.join(valid)}"
-            )
+            raise ConfigError(f"unknown option {key!r} for model {name!r}; valid options: {', '.join(valid)}")
     for f in fields:
         if f.default is dataclasses.MISSING and f.name not in cfg:
             raise ConfigError(f"model {name!r} needs option {f.name!r}")
