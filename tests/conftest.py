@@ -117,6 +117,43 @@ def make_label_bundle(path: Path, seed: int) -> str:
     return str(save_bundle(path, model, "bow", vocab, ["neg", "pos"], TokenizerConfig(), 32))
 
 
+def make_tiny_encoder(folder: Path, texts: list[str]) -> Path:
+    """A pretrained encoder in Hugging Face layout, small enough to train in seconds: a 2-layer BERT of
+    hidden size 32 (random weights) and a word-piece vocabulary that `tokenizers` learns from `texts`."""
+    from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors, trainers
+    from transformers import BertConfig, BertModel
+
+    specials = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]  # [PAD] = 0, as textclf pads
+    tokenizer = Tokenizer(models.WordPiece(unk_token="[UNK]"))
+    tokenizer.normalizer = normalizers.BertNormalizer(lowercase=True)
+    tokenizer.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    tokenizer.train_from_iterator(texts, trainers.WordPieceTrainer(vocab_size=300, special_tokens=specials))
+    tokenizer.post_processor = processors.TemplateProcessing(
+        single="[CLS] $A [SEP]", special_tokens=[(t, tokenizer.token_to_id(t)) for t in ("[CLS]", "[SEP]")]
+    )
+    folder.mkdir(parents=True, exist_ok=True)
+    tokenizer.save(str(folder / "tokenizer.json"))
+    import torch
+
+    torch.manual_seed(0)
+    config = BertConfig(
+        vocab_size=tokenizer.get_vocab_size(),
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+        max_position_embeddings=128,
+    )
+    BertModel(config, add_pooling_layer=False).save_pretrained(str(folder))  # config.json, model.safetensors
+    return folder
+
+
+@pytest.fixture(scope="session")
+def tiny_encoder(tmp_path_factory) -> Path:
+    texts = [row["text"] for row in synthetic_rows(400, seed=9) + multiclass_rows(400, seed=9)]
+    return make_tiny_encoder(tmp_path_factory.mktemp("encoder") / "tiny-bert", texts)
+
+
 @pytest.fixture(scope="session")
 def small_bow_config(tmp_path_factory) -> Path:
     """Training options for tests about where and how training runs, not what it learns: the default

@@ -1,4 +1,5 @@
-"""Model bundle: `model.safetensors` (weights only) + `model.json` (everything to rebuild it).
+"""Model bundle: `model.safetensors` (weights only) + `model.json` (everything to rebuild it), and for a
+pretrained encoder its `tokenizer.json`.
 
 Loading never unpickles: weights come from safetensors, the rest from JSON, and the weights'
 sha256 must match the one recorded at save time. A folder holding pickle files is refused outright.
@@ -19,6 +20,7 @@ from textclf.errors import BundleError, one_line
 from textclf.files import write_atomically
 from textclf.text.tokenizer import TokenizerConfig
 from textclf.text.vocab import Vocab
+from textclf.text.wordpiece import TOKENIZER_FILE, WordPieceTokenizer
 
 if TYPE_CHECKING:  # torch loads with the weights: the labeling driver reads model.json only
     import torch
@@ -35,9 +37,9 @@ PICKLE_SUFFIXES = (".pt", ".pth", ".pkl", ".pickle", ".ckpt", ".bin", ".joblib")
 class Bundle:
     model: torch.nn.Module
     arch: str
-    vocab: Vocab
+    vocab: Vocab | None  # None where the tokenizer is a pretrained encoder's word pieces
     labels: list[str]
-    tokenizer: TokenizerConfig
+    tokenizer: TokenizerConfig | WordPieceTokenizer
     max_tokens: int
     info: dict[str, Any]  # training config, metrics, versions: carried along, not needed to predict
 
@@ -102,13 +104,13 @@ def save_bundle(
     directory: str | Path,
     model: torch.nn.Module,
     arch: str,
-    vocab: Vocab,
+    vocab: Vocab | None,
     labels: list[str],
-    tokenizer: TokenizerConfig,
+    tokenizer: TokenizerConfig | WordPieceTokenizer,
     max_tokens: int,
     info: dict[str, Any] | None = None,
 ) -> Path:
-    """Write weights then metadata (with the weights' hash) into `directory`; returns it."""
+    """Write weights (and tokenizer.json) then metadata (with their hashes) into `directory`; returns it."""
     from safetensors.torch import save_file
 
     directory = Path(directory)
@@ -116,15 +118,20 @@ def save_bundle(
     state = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
     save_file(state, str(directory / WEIGHTS))
     readable_like_other_files(directory / WEIGHTS)
+    if isinstance(tokenizer, WordPieceTokenizer):
+        write_atomically(directory / TOKENIZER_FILE, lambda tmp: tmp.write_text(tokenizer.definition, encoding="utf-8"))
+        tokenizer_meta = {"file": TOKENIZER_FILE, "sha256": tokenizer.sha256}
+    else:
+        tokenizer_meta = dataclasses.asdict(tokenizer)
     meta = {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
         "arch": arch,
         "model_config": dataclasses.asdict(model.config),
         "labels": list(labels),
-        "tokenizer": dataclasses.asdict(tokenizer),
+        "tokenizer": tokenizer_meta,
         "max_tokens": max_tokens,
-        "vocab": vocab.itos,
+        "vocab": vocab.itos if vocab is not None else [],
         **(info or {}),
         "versions": library_versions(),
         "weights_sha256": sha256_file(directory / WEIGHTS),
@@ -156,6 +163,21 @@ def read_bundle_meta(directory: str | Path, verify_weights: bool = True) -> dict
     return meta
 
 
+def read_bundle_tokenizer(directory: str | Path, meta: dict[str, Any]) -> TokenizerConfig | WordPieceTokenizer:
+    """The bundle's tokenizer: spaCy's settings from model.json, or its tokenizer.json, hash checked."""
+    recorded = meta["tokenizer"]
+    if "file" not in recorded:
+        return TokenizerConfig(**recorded)
+    path = Path(directory) / recorded["file"]
+    try:
+        tokenizer = WordPieceTokenizer(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError) as e:
+        raise BundleError(f"{directory} is not a loadable bundle: {path.name}: {one_line(e)}") from None
+    if tokenizer.sha256 != recorded.get("sha256"):
+        raise BundleError(f"{path} does not match the sha256 recorded in {META}: the file is corrupt")
+    return tokenizer
+
+
 def load_bundle(directory: str | Path, device: str | torch.device = "cpu") -> Bundle:
     """Rebuild the model from model.json and load verified weights onto `device` (CPU by default,
     whatever device the bundle was trained on)."""
@@ -170,8 +192,8 @@ def load_bundle(directory: str | Path, device: str | torch.device = "cpu") -> Bu
         model = create_model(meta["arch"], **meta["model_config"])
         state = load_file(str(directory / WEIGHTS), device="cpu")
         model.load_state_dict(state, strict=True)
-        vocab = Vocab(meta["vocab"])
-        tokenizer = TokenizerConfig(**meta["tokenizer"])
+        tokenizer = read_bundle_tokenizer(directory, meta)
+        vocab = Vocab(meta["vocab"]) if isinstance(tokenizer, TokenizerConfig) else None
         labels = list(meta["labels"])
     except (KeyError, TypeError, RuntimeError, SafetensorError) as e:
         raise BundleError(f"{directory} is not a loadable bundle: {one_line(e)}") from None

@@ -15,6 +15,7 @@ from textclf.training.config import (
     BOW_MAX_LR,
     CLASS_WEIGHTS,
     DEFAULT_LR,
+    FINE_TUNE_LR,
     TRAIN_DEFAULTS,
 )
 
@@ -66,7 +67,8 @@ def train_option(name: str, text: str, **kwargs):
 @click.option(
     "--lr",
     type=float,
-    help=f"Adam learning rate (default {DEFAULT_LR:g}; bow: {BOW_LR_PER_CLASS:g} per class, at most {BOW_MAX_LR:g}).",
+    help=f"Adam learning rate (default {DEFAULT_LR:g}; bow: {BOW_LR_PER_CLASS:g} per class, at most {BOW_MAX_LR:g}; "
+    f"transformer: AdamW's peak {FINE_TUNE_LR:g}, warm-up then linear decay).",
 )
 @train_option("seed", "Random seed.", type=int)
 @train_option(
@@ -75,6 +77,11 @@ def train_option(name: str, text: str, **kwargs):
     type=int,
 )
 @train_option("min_epochs", "Epochs before early stopping may end the run.", type=int)
+@click.option(
+    "--pretrained",
+    help="transformer: the encoder to fine-tune, a Hugging Face model folder, a hub name, or minilm-l6 "
+    "(built in, the default).",
+)
 @click.option("--embeddings", type=click.Path(), help="Pretrained vectors, GloVe or word2vec text (.gz ok).")
 @click.option("--freeze-embeddings/--tune-embeddings", default=None, help="Keep pretrained vectors fixed.")
 @train_option("class_weights", "Weight the loss by class.", type=click.Choice(CLASS_WEIGHTS))

@@ -14,6 +14,7 @@ import pytest
 from textclf.data import prepare as tds
 from textclf.data.prepare import DataConfig, class_label_names, parse_split, prepare, stratified_split
 from textclf.errors import ConfigError, DataError
+from textclf.hub import hub_reachable
 
 LABELS = ("neg", "pos", "neu")
 
@@ -316,7 +317,7 @@ def test_existing_output_needs_overwrite(tmp_path):
 
 
 def test_unreachable_hub_fails_fast_with_one_line(tmp_path, monkeypatch):
-    monkeypatch.setattr(tds, "_reachable", lambda endpoint: False)  # the same on machines with a network
+    monkeypatch.setattr(tds, "hub_reachable", lambda endpoint: False)  # the same on machines with a network
     start = time.monotonic()
     with pytest.raises(DataError) as info:
         prepare("imdb", tmp_path / "out", DataConfig())
@@ -333,6 +334,6 @@ def test_reachable_probe(tmp_path):
     with socket.socket() as server:
         server.bind(("127.0.0.1", 0))
         server.listen()
-        assert tds._reachable(f"http://127.0.0.1:{server.getsockname()[1]}")
+        assert hub_reachable(f"http://127.0.0.1:{server.getsockname()[1]}")
         closed = server.getsockname()[1]
-    assert not tds._reachable(f"http://127.0.0.1:{closed}")
+    assert not hub_reachable(f"http://127.0.0.1:{closed}")

@@ -65,7 +65,7 @@ def test_nonexistent_path(tmp_path):
 
 
 def test_hub_name_without_network_is_quick(tmp_path, monkeypatch):
-    monkeypatch.setattr(tds, "_reachable", lambda endpoint: False)
+    monkeypatch.setattr(tds, "hub_reachable", lambda endpoint: False)
     start = time.monotonic()
     result = run("imdb", tmp_path / "out")
     assert time.monotonic() - start < 10

@@ -15,7 +15,20 @@ SMALL = {
     "cnn": dict(embedding_dim=12, num_filters=6),
     "bow": dict(embedding_dim=12, num_buckets=97),
     "mlp": dict(embedding_dim=12, hidden_dim=10),
+    # a one-layer BERT of hidden size 16 whose word pieces are the same VOCAB ids
+    "transformer": dict(
+        encoder=dict(
+            model_type="bert",
+            vocab_size=VOCAB,
+            hidden_size=16,
+            num_hidden_layers=1,
+            num_attention_heads=2,
+            intermediate_size=32,
+            max_position_embeddings=64,
+        )
+    ),
 }
+ALL = ["bilstm", "cnn", "bow", "mlp", "transformer"]
 
 
 def small_model(name, num_classes=2, **overrides):
@@ -43,11 +56,11 @@ def random_batch(lengths, width=None, seed=1):
 
 
 def test_all_architectures_registered():
-    assert model_names() == ["bilstm", "bow", "cnn", "mlp"] == list(ARCHITECTURES)
+    assert model_names() == ["bilstm", "bow", "cnn", "mlp", "transformer"] == list(ARCHITECTURES)
 
 
 @pytest.mark.parametrize("num_classes", [2, 5])
-@pytest.mark.parametrize("name", ["bilstm", "cnn", "bow", "mlp"])
+@pytest.mark.parametrize("name", ALL)
 def test_output_shape(name, num_classes):
     model = small_model(name, num_classes)
     ids, lengths = random_batch([7, 1, 3, 2])
@@ -63,7 +76,15 @@ def test_default_configs_build(name):
     assert model(ids, lengths).shape == (2, 3)
 
 
-VARIANTS = [("bilstm", {}), ("bilstm", {"pooling": "max"}), ("cnn", {}), ("bow", {}), ("mlp", {})]
+VARIANTS = [
+    ("bilstm", {}),
+    ("bilstm", {"pooling": "max"}),
+    ("cnn", {}),
+    ("bow", {}),
+    ("mlp", {}),
+    ("transformer", {}),
+    ("transformer", {"pooling": "cls"}),
+]
 
 
 @pytest.mark.parametrize("name, options", VARIANTS)
@@ -127,7 +148,7 @@ def test_bow_sums_leave_padding_out_on_every_path(padding_rows_zero, sparse, mon
         torch.testing.assert_close(got, expected, atol=1e-6, rtol=1e-6)
 
 
-@pytest.mark.parametrize("name", ["bilstm", "cnn", "bow", "mlp"])
+@pytest.mark.parametrize("name", ALL)
 def test_one_step_lowers_loss_and_reaches_every_parameter(name):
     model = small_model(name, num_classes=3)
     ids, lengths = random_batch([6, 3, 1, 5, 4, 2])
@@ -148,7 +169,7 @@ def test_one_step_lowers_loss_and_reaches_every_parameter(name):
     assert eval_loss() < before
 
 
-@pytest.mark.parametrize("name", ["bilstm", "cnn", "bow", "mlp"])
+@pytest.mark.parametrize("name", ALL)
 def test_every_parameter_is_used_for_one_token_batches(name):
     # DistributedDataParallel fails when a step leaves a parameter out of the graph.
     model = small_model(name)
@@ -158,10 +179,10 @@ def test_every_parameter_is_used_for_one_token_batches(name):
 
 
 def test_unknown_model_lists_valid_names():
-    with pytest.raises(ConfigError, match="unknown model 'transformer'.*bilstm, bow, cnn, mlp"):
-        create_model("transformer", vocab_size=VOCAB, num_classes=2)
+    with pytest.raises(ConfigError, match="unknown model 'gpt'.*bilstm, bow, cnn, mlp, transformer"):
+        create_model("gpt", vocab_size=VOCAB, num_classes=2)
     with pytest.raises(ConfigError):
-        config_class("transformer")
+        config_class("gpt")
 
 
 @pytest.mark.parametrize(
@@ -189,6 +210,28 @@ def test_model_specific_validation():
         create_model("mlp", vocab_size=VOCAB, num_classes=2, mode="max")
     with pytest.raises(ConfigError, match="num_buckets"):
         create_model("bow", vocab_size=VOCAB, num_classes=2, num_buckets=-1)
+    with pytest.raises(ConfigError, match="pooling must be one of mean, cls"):
+        small_model("transformer", pooling="max")
+    with pytest.raises(ConfigError, match="needs option 'encoder'"):
+        create_model("transformer", vocab_size=VOCAB, num_classes=2)
+    with pytest.raises(ConfigError, match="encoder must be a Hugging Face config"):
+        create_model("transformer", vocab_size=VOCAB, num_classes=2, encoder={"hidden_size": 8})
+    with pytest.raises(ConfigError, match="vocab_size is 51, the encoder's is 50"):
+        create_model("transformer", vocab_size=VOCAB + 1, num_classes=2, **SMALL["transformer"])
+
+
+def test_transformer_loads_encoder_weights_strictly():
+    donor, model = small_model("transformer"), small_model("transformer", num_classes=3)
+    with torch.no_grad():
+        for param in donor.parameters():
+            param.add_(1.0)
+    model.load_pretrained(donor.encoder.state_dict(), freeze=True)
+    for name, param in model.encoder.state_dict().items():
+        assert torch.equal(param, donor.encoder.state_dict()[name])
+    assert not any(p.requires_grad for p in model.encoder.parameters())
+    assert all(p.requires_grad for p in model.head.parameters())
+    with pytest.raises(RuntimeError, match="Missing key"):
+        model.load_pretrained({})
 
 
 @pytest.mark.parametrize(
@@ -206,7 +249,7 @@ def test_non_default_variants(name, options):
     assert model(ids, lengths).shape == (2, 2)
 
 
-@pytest.mark.parametrize("name", ["bilstm", "cnn", "bow", "mlp"])
+@pytest.mark.parametrize("name", ALL)
 def test_config_round_trips_through_json(name):
     model = small_model(name, num_classes=4).eval()
     stored = json.loads(json.dumps(dataclasses.asdict(model.config)))

@@ -20,7 +20,9 @@ def test_learning_rate_default_and_override():
 @pytest.mark.parametrize(
     "options, fragment",
     [
-        ({"arch": "transformer"}, "unknown architecture"),
+        ({"arch": "gpt"}, "unknown architecture"),
+        ({"arch": "bow", "model": {"pretrained": "minilm-l6"}}, "--pretrained needs --arch transformer"),
+        ({"arch": "transformer", "embeddings": "glove.txt"}, "transformer: --pretrained"),
         ({"epochs": 0}, "epochs"),
         ({"lr": -1.0}, "lr"),
         ({"class_weights": "inverse"}, "class_weights"),
@@ -58,3 +60,18 @@ def test_yaml_numbers_without_a_dot_are_numbers(tmp_path):
 def test_the_default_learning_rate_grows_with_the_classes_for_bow_only():
     assert default_lr("bow", 2) == 1e-3 and default_lr("bow", 12) == pytest.approx(6e-3)
     assert default_lr("bow", 39) == 1e-2 and default_lr("bilstm", 39) == 1e-3
+
+
+def test_fine_tuning_defaults_differ_by_architecture_and_yield_to_given_values():
+    tuned, scratch = TrainConfig(arch="transformer"), TrainConfig(arch="bow")
+    assert (tuned.epochs, tuned.max_batch_rows, tuned.weight_decay, tuned.clip_norm) == (3, 16, 0.01, 1.0)
+    assert (scratch.epochs, scratch.max_batch_rows, scratch.weight_decay, scratch.clip_norm) == (20, 128, 0.0, 5.0)
+    assert TrainConfig(arch="transformer", epochs=5, weight_decay=0.0).epochs == 5
+    assert default_lr("transformer", 2) == default_lr("transformer", 39) == 5e-5
+
+
+def test_pretrained_flag_is_a_model_option_next_to_the_yaml_ones(tmp_path):
+    path = tmp_path / "train.yaml"
+    path.write_text("arch: transformer\nmodel:\n  pooling: cls\n  pretrained: minilm-l6\n")
+    assert load_train_config(path, {}).model == {"pooling": "cls", "pretrained": "minilm-l6"}
+    assert load_train_config(path, {"pretrained": "/models/bert"}).model == {"pooling": "cls", "pretrained": "/models/bert"}

@@ -17,11 +17,7 @@ import contextlib
 import glob
 import os
 import shutil
-import socket
 import tempfile
-import threading
-import urllib.parse
-import urllib.request
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,6 +28,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from textclf.errors import ConfigError, DataError, one_line
+from textclf.hub import hub_reachable
 
 SPLITS = ("train", "validation", "test")
 VALIDATION_ALIASES = ("validation", "valid", "dev")
@@ -45,7 +42,6 @@ FORMATS = {
     ".txt": ("text", ()),
 }
 COMPRESSIONS = (".gz", ".bz2", ".xz", ".zst")
-HUB_PROBE_TIMEOUT_S = 3.0
 _FLAGS = {"text_column": "--text-column", "label_column": "--label-column", "id_column": "--id-column"}
 
 
@@ -246,7 +242,7 @@ def _load_hub(name: str) -> dict[str, pa.Table]:
 
     # Without a network the libraries retry for ~25 s; probe once and then read only the local cache.
     reason = "HF_HUB_OFFLINE is set" if hub.HF_HUB_OFFLINE else None
-    if reason is None and not _reachable(hub.ENDPOINT):
+    if reason is None and not hub_reachable(hub.ENDPOINT):
         reason = "the hub is unreachable (no network?)"
     try:
         with _offline(reason is not None):
@@ -255,26 +251,6 @@ def _load_hub(name: str) -> dict[str, pa.Table]:
         detail = f"{reason} and it is not in the local cache" if reason else one_line(e)
         raise DataError(f"cannot load Hugging Face dataset {name!r}: {detail}; pass a local file instead") from None
     return _tables(loaded)
-
-
-def _reachable(endpoint: str) -> bool:
-    if urllib.request.getproxies().get("https"):
-        return True  # only the proxy knows; let the library try
-    url = urllib.parse.urlsplit(endpoint)
-    ok = threading.Event()
-
-    def probe() -> None:
-        with (
-            contextlib.suppress(OSError),
-            socket.create_connection((url.hostname, url.port or 443), HUB_PROBE_TIMEOUT_S),
-        ):
-            ok.set()
-
-    # A thread, because name resolution ignores socket timeouts.
-    thread = threading.Thread(target=probe, daemon=True)
-    thread.start()
-    thread.join(HUB_PROBE_TIMEOUT_S)
-    return ok.is_set()
 
 
 @contextlib.contextmanager

@@ -14,7 +14,7 @@ import torch
 from textclf.bundle import Bundle, load_bundle
 from textclf.runtime.precision import autocast, compute_dtype
 from textclf.text.batching import BatchingConfig, PaddingStats, bucket_batches, pad_batch
-from textclf.text.encoding import TextEncoder, cached_tokenizer
+from textclf.text.encoding import text_encoder
 
 
 def inference_batching(device_type: str = "cpu", batch_tokens: int | None = None) -> BatchingConfig:
@@ -38,7 +38,7 @@ class Predictor:
         self.bundle = bundle if isinstance(bundle, Bundle) else load_bundle(bundle, self.device)
         self.bundle.model.to(self.device).eval()
         # the process's tokenizer: a labeling actor's batches are encoded with it too (encode_texts)
-        self.encoder = TextEncoder(cached_tokenizer(self.bundle.tokenizer), self.bundle.vocab, self.bundle.max_tokens)
+        self.encoder = text_encoder(self.bundle.tokenizer, self.bundle.vocab, self.bundle.max_tokens)
         self.batching = inference_batching(self.device.type, batch_tokens)
         self.padding = PaddingStats()
 

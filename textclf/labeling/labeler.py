@@ -19,11 +19,11 @@ from collections.abc import Sequence
 import numpy as np
 import pyarrow as pa
 
-from textclf.bundle import read_bundle_meta
+from textclf.bundle import read_bundle_meta, read_bundle_tokenizer
 from textclf.errors import DataError
 from textclf.runtime.faults import fire_limited
 from textclf.text.batching import PaddingStats
-from textclf.text.encoding import TextEncoder, cached_tokenizer, list_arrays
+from textclf.text.encoding import list_arrays, text_encoder
 from textclf.text.tokenizer import TokenizerConfig
 from textclf.text.vocab import Vocab
 
@@ -34,10 +34,11 @@ STATS = ("_real_tokens", "_padded_tokens", "_rows", "_node")
 
 
 @functools.lru_cache(maxsize=2)
-def _bundle_encoder(model_dir: str) -> TextEncoder:
+def _bundle_encoder(model_dir: str):
     meta = read_bundle_meta(model_dir, verify_weights=False)  # encoding needs the JSON, not the weights
-    tokenizer = cached_tokenizer(TokenizerConfig(**meta["tokenizer"]))
-    return TextEncoder(tokenizer, Vocab(meta["vocab"]), int(meta["max_tokens"]))
+    tokenizer = read_bundle_tokenizer(model_dir, meta)
+    vocab = Vocab(meta["vocab"]) if isinstance(tokenizer, TokenizerConfig) else None
+    return text_encoder(tokenizer, vocab, int(meta["max_tokens"]))
 
 
 def check_texts(batch: pa.Table, text_column: str) -> pa.Table:

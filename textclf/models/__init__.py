@@ -1,6 +1,7 @@
 """Text classifiers behind one registry: ``create_model(name, **config)``.
 
-Every model maps ``ids`` [B, T] (0 = <pad>, 1 = <unk>) and ``lengths`` [B] to logits [B, K],
+Every model maps ``ids`` [B, T] (0 = <pad>, 1 = <unk>; word pieces for `transformer`) and ``lengths`` [B]
+to logits [B, K],
 and a row's output never depends on the rest of its batch or on the batch's padding.
 """
 
@@ -10,6 +11,7 @@ from textclf.models.bow import BoWConfig, FastText
 from textclf.models.cnn import CNNConfig, TextCNN
 from textclf.models.mlp import MLP, MLPConfig
 from textclf.models.registry import TextClassifier, config_class, create_model, model_names
+from textclf.models.transformer import TransformerClassifier, TransformerConfig
 
 __all__ = [
     "BiLSTM",
@@ -21,6 +23,8 @@ __all__ = [
     "MLPConfig",
     "TextCNN",
     "TextClassifier",
+    "TransformerClassifier",
+    "TransformerConfig",
     "config_class",
     "create_model",
     "model_names",

@@ -17,6 +17,7 @@ import pyarrow.compute as pc
 
 from textclf.text.tokenizer import CHUNK_CACHE_SIZE, Tokenizer, TokenizerConfig
 from textclf.text.vocab import UNK_ID, Vocab, count_tokens
+from textclf.text.wordpiece import WordPieceTokenizer, cached_wordpiece_encoder
 
 
 def list_arrays(column: pa.ChunkedArray | pa.Array) -> list[np.ndarray]:
@@ -168,3 +169,31 @@ def _offsets(lengths: np.ndarray) -> np.ndarray:
 def _spans(starts: np.ndarray, lengths: np.ndarray, offsets: np.ndarray) -> np.ndarray:
     """Indices of the spans [start, start + length), one after another."""
     return np.repeat(starts - offsets[:-1], lengths) + np.arange(offsets[-1])
+
+
+def text_encoder(tokenizer: TokenizerConfig | WordPieceTokenizer, vocab: Vocab | None, max_tokens: int):
+    """The encoder a bundle's texts go through: spaCy tokens and the bundle's vocabulary, or the word
+    pieces of a pretrained encoder's tokenizer.json. Either has `encode_batch(texts) -> (lengths, ids)`."""
+    if isinstance(tokenizer, WordPieceTokenizer):
+        return cached_wordpiece_encoder(tokenizer, max_tokens)
+    return TextEncoder(cached_tokenizer(tokenizer), vocab, max_tokens)
+
+
+def wordpiece_table(
+    table: pa.Table,
+    tokenizer: WordPieceTokenizer,
+    labels: list[str],
+    max_tokens: int,
+    text_column: str,
+    label_column: str,
+) -> pa.Table:
+    """text + label columns -> `ids` (word pieces, list<int32>) + `label` (int32 index), for training a
+    pretrained encoder; rows with a null text or label are dropped, as tokenize_table drops them."""
+    text, label = table.column(text_column), table.column(label_column)
+    keep = pc.and_(pc.is_valid(text), pc.is_valid(label))
+    texts = pc.filter(text, keep).cast(pa.string()).to_pylist()
+    lengths, ids = cached_wordpiece_encoder(tokenizer, max_tokens).encode_batch(texts)
+    offsets = pa.array(np.concatenate([[0], np.cumsum(lengths)]).astype(np.int32))
+    index = {name: i for i, name in enumerate(labels)}
+    label_ids = np.fromiter((index[x] for x in pc.filter(label, keep).cast(pa.string()).to_pylist()), np.int32)
+    return pa.table({"ids": pa.ListArray.from_arrays(offsets, pa.array(ids, pa.int32())), "label": label_ids})

@@ -84,7 +84,10 @@ def _split_optimizer_state(sd: dict) -> tuple[dict[str, torch.Tensor], dict]:
                 compact[key] = list(value.shape)
             else:
                 tensors[key] = value
-    return tensors, {"param_groups": sd["param_groups"], "per_param": per_param, "compact": compact}
+    scalars = {"param_groups": sd["param_groups"], "per_param": per_param, "compact": compact}
+    if "scheduler" in sd:  # a learning-rate schedule's position (numbers only)
+        scalars["scheduler"] = sd["scheduler"]
+    return tensors, scalars
 
 
 def _join_optimizer_state(tensors: dict[str, torch.Tensor], scalars: dict) -> dict:
@@ -97,4 +100,7 @@ def _join_optimizer_state(tensors: dict[str, torch.Tensor], scalars: dict) -> di
         state.setdefault(int(index), {})[name] = value
     for index, entries in scalars["per_param"].items():
         state.setdefault(int(index), {}).update(entries)
-    return {"state": state, "param_groups": scalars["param_groups"]}
+    joined = {"state": state, "param_groups": scalars["param_groups"]}
+    if "scheduler" in scalars:
+        joined["scheduler"] = scalars["scheduler"]
+    return joined

@@ -13,7 +13,9 @@ from textclf.runtime.precision import check_precision
 DEFAULT_ARCH = "bow"
 # The registered architectures (textclf.models registers them; a test keeps the two equal). Named here
 # so that checking a config does not import torch, which the training driver imports while Ray starts.
-ARCHITECTURES = ("bilstm", "bow", "cnn", "mlp")
+ARCHITECTURES = ("bilstm", "bow", "cnn", "mlp", "transformer")
+# Architectures fine-tuned from a pretrained encoder (`model.pretrained`): AdamW with warm-up and linear decay.
+FINE_TUNED = ("transformer",)
 CLASS_WEIGHTS = ("none", "balanced")
 
 
@@ -21,16 +23,16 @@ CLASS_WEIGHTS = ("none", "balanced")
 class TrainConfig:
     arch: str = DEFAULT_ARCH
     model: dict = field(default_factory=dict)  # architecture hyper-parameters overriding its defaults
-    epochs: int = 20  # a cap: early stopping (patience) usually ends the run sooner
+    epochs: int | None = None  # a cap: early stopping (patience) usually ends the run sooner
     workers: int = 1
     use_gpu: bool = False
     precision: str = "auto"  # textclf.runtime.precision: bf16 autocast on GPUs and on CPUs with native bf16
-    batch_tokens: int = 2048
-    max_batch_rows: int = 128
+    batch_tokens: int | None = None
+    max_batch_rows: int | None = None
     max_tokens: int = 256
-    lr: float | None = None  # Adam; None: default_lr(arch, number of classes)
-    weight_decay: float = 0.0
-    clip_norm: float = 5.0
+    lr: float | None = None  # Adam (AdamW for FINE_TUNED); None: default_lr(arch, number of classes)
+    weight_decay: float | None = None
+    clip_norm: float | None = None
     seed: int = 0
     patience: int = 3  # epochs in which neither validation macro-F1 nor loss improved, before stopping
     min_epochs: int = 5  # no early stop before: a many-class model can sit at the majority class a while
@@ -48,6 +50,9 @@ class TrainConfig:
     def __post_init__(self) -> None:
         if self.arch not in ARCHITECTURES:
             raise ConfigError(f"unknown architecture {self.arch!r}; choose one of {', '.join(ARCHITECTURES)}")
+        for name, by_arch in DEFAULTS_BY_ARCH.items():
+            if getattr(self, name) is None:
+                object.__setattr__(self, name, by_arch.get(self.arch, by_arch["*"]))
         positive = (
             "epochs",
             "min_epochs",
@@ -70,9 +75,24 @@ class TrainConfig:
         check_precision(self.precision)
         if not isinstance(self.model, dict):
             raise ConfigError("model must be a mapping of architecture hyper-parameters")
+        if self.arch in FINE_TUNED and self.embeddings:
+            raise ConfigError(f"--embeddings are word vectors for the other architectures; {self.arch}: --pretrained")
+        if "pretrained" in self.model and self.arch not in FINE_TUNED:
+            raise ConfigError(f"--pretrained needs --arch {' or '.join(FINE_TUNED)}")
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
+
+
+# Defaults that differ by architecture (None in TrainConfig takes them). Fine-tuning a pretrained encoder
+# follows the field's recipe: a few epochs of small batches, decoupled weight decay, gradients clipped at 1.
+DEFAULTS_BY_ARCH: dict[str, dict[str, Any]] = {
+    "epochs": {"*": 20, "transformer": 3},
+    "batch_tokens": {"*": 2048, "transformer": 4096},
+    "max_batch_rows": {"*": 128, "transformer": 16},
+    "weight_decay": {"*": 0.0, "transformer": 0.01},
+    "clip_norm": {"*": 5.0, "transformer": 1.0},
+}
 
 
 # bow's learning rate grows with the number of classes. Its output layer starts at zero and each class's
@@ -82,15 +102,28 @@ class TrainConfig:
 BOW_LR_PER_CLASS = 5e-4
 BOW_MAX_LR = 1e-2
 DEFAULT_LR = 1e-3  # the other architectures: Adam's usual rate, fine for 2 to 39 classes
+FINE_TUNE_LR = 5e-5  # AdamW's peak rate for a pretrained encoder (BERT's recipe)
 
 
 def default_lr(arch: str, num_classes: int) -> float:
     if arch == "bow":
         return min(BOW_MAX_LR, BOW_LR_PER_CLASS * num_classes)
-    return DEFAULT_LR
+    return FINE_TUNE_LR if arch in FINE_TUNED else DEFAULT_LR
 
 
-TRAIN_DEFAULTS = {f.name: f.default for f in dataclasses.fields(TrainConfig) if f.default is not dataclasses.MISSING}
+def _default_text(name: str, default: Any) -> Any:
+    """A default as --help shows it: "20; transformer: 3" where it differs by architecture."""
+    by_arch = DEFAULTS_BY_ARCH.get(name)
+    if by_arch is None:
+        return default
+    return "; ".join([f"{by_arch['*']:g}"] + [f"{arch}: {value:g}" for arch, value in by_arch.items() if arch != "*"])
+
+
+TRAIN_DEFAULTS = {
+    f.name: _default_text(f.name, f.default)
+    for f in dataclasses.fields(TrainConfig)
+    if f.default is not dataclasses.MISSING
+}
 
 
 def load_train_config(yaml_path: str | Path | None, overrides: dict[str, Any]) -> TrainConfig:
@@ -98,7 +131,10 @@ def load_train_config(yaml_path: str | Path | None, overrides: dict[str, Any]) -
     values: dict[str, Any] = {}
     if yaml_path is not None:
         values.update(_read_yaml(Path(yaml_path)))
-    values.update({k: v for k, v in overrides.items() if v is not None})
+    values.update({k: v for k, v in overrides.items() if v is not None and k != "pretrained"})
+    if overrides.get("pretrained") is not None:  # a model option, given as its own flag
+        model = values.get("model") or {}
+        values["model"] = {**model, "pretrained": overrides["pretrained"]} if isinstance(model, dict) else model
     for name in ("lr", "weight_decay", "clip_norm"):  # YAML 1.1 reads 1e-3 (no dot) as a string
         if isinstance(values.get(name), str):
             try:

@@ -13,9 +13,10 @@ from pathlib import Path
 import pyarrow.dataset as pads
 
 from textclf.errors import DataError, one_line
-from textclf.text.encoding import count_table, encode_table, tokenize_table
+from textclf.text.encoding import count_table, encode_table, tokenize_table, wordpiece_table
 from textclf.text.tokenizer import TokenizerConfig
 from textclf.text.vocab import Vocab, VocabConfig
+from textclf.text.wordpiece import WordPieceTokenizer
 from textclf.training.config import TrainConfig
 
 
@@ -23,7 +24,9 @@ from textclf.training.config import TrainConfig
 class TrainingData:
     train: object  # ray.data.Dataset of {ids: list<int32>, label: int32}
     validation: object
-    vocab: Vocab
+    tokenizer: TokenizerConfig | WordPieceTokenizer
+    vocab: Vocab | None  # built from the training texts; None for word pieces (the encoder has its own)
+    vocab_size: int
     labels: list[str]
     label_counts: dict[str, int]
     rows: dict[str, int]  # rows read, kept and dropped per split
@@ -80,31 +83,39 @@ def read_parquet(files: list[str], columns: list[str], rows: int):
         context.use_datasource_v2 = saved
 
 
-def prepare_training_data(config: TrainConfig, train_path: str, validation_path: str | None) -> TrainingData:
+def prepare_training_data(
+    config: TrainConfig,
+    train_path: str,
+    validation_path: str | None,
+    wordpieces: WordPieceTokenizer | None = None,
+    wordpiece_vocab_size: int = 0,
+) -> TrainingData:
+    """The encoded splits: spaCy tokens and a vocabulary built from the training split, or, given a
+    pretrained encoder's tokenizer (`wordpieces`), its word pieces."""
     columns = [config.text_column, config.label_column]
     train_files = parquet_dataset(train_path, columns, "training")
     counts = label_counts(train_files, config.label_column)
     if len(counts) < 2:
         raise DataError(f"training data {train_path} needs at least 2 labels, found {len(counts)}")
     labels = sorted(counts)
-    tokenizer = TokenizerConfig(lang=config.lang, lowercase=config.lowercase)
-    tokenize = dict(
-        fn_kwargs=dict(tokenizer=tokenizer.__dict__, text_column=config.text_column, label_column=config.label_column),
-        batch_format="pyarrow",
-    )
-
-    def tokenized(files: pads.Dataset):
-        rows = files.count_rows()  # from the footers
-        return read_parquet(files.files, columns, rows).map_batches(tokenize_table, **tokenize).materialize()
-
-    train_tokens = tokenized(train_files)
-    token_counts = Counter()
-    for batch in train_tokens.iter_batches(batch_format="pyarrow", batch_size=4096):
-        token_counts += count_table(batch)
-    vocab = Vocab.build(token_counts, VocabConfig(config.min_freq, config.max_vocab))
-    encode = dict(fn_kwargs=dict(vocab=vocab, labels=labels, max_tokens=config.max_tokens), batch_format="pyarrow")
+    names = dict(text_column=config.text_column, label_column=config.label_column)
+    if wordpieces is not None:
+        tokenizer, vocab = wordpieces, None
+        steps = [(wordpiece_table, dict(tokenizer=wordpieces, labels=labels, max_tokens=config.max_tokens, **names))]
+        train = read(train_files, columns, steps)
+    else:
+        tokenizer = TokenizerConfig(lang=config.lang, lowercase=config.lowercase)
+        tokenize = (tokenize_table, dict(tokenizer=tokenizer.__dict__, **names))
+        tokens = read(train_files, columns, [tokenize]).materialize()  # kept: counted, then encoded
+        token_counts = Counter()
+        for batch in tokens.iter_batches(batch_format="pyarrow", batch_size=4096):
+            token_counts += count_table(batch)
+        vocab = Vocab.build(token_counts, VocabConfig(config.min_freq, config.max_vocab))
+        encode = (encode_table, dict(vocab=vocab, labels=labels, max_tokens=config.max_tokens))
+        steps = [tokenize, encode]
+        train = mapped(tokens, [encode])
     # One seeded shuffle so files sorted by label or source do not give the workers skewed shards.
-    train = train_tokens.map_batches(encode_table, **encode).random_shuffle(seed=config.seed).materialize()
+    train = train.random_shuffle(seed=config.seed).materialize()
     rows = {"train_read": train_files.count_rows(), "train": train.count()}
 
     if validation_path:
@@ -112,7 +123,7 @@ def prepare_training_data(config: TrainConfig, train_path: str, validation_path:
         unknown = sorted(set(label_counts(val_files, config.label_column)) - set(labels))
         if unknown:
             raise DataError(f"validation data has label(s) never seen in training: {', '.join(unknown[:5])}")
-        validation = tokenized(val_files).map_batches(encode_table, **encode).materialize()
+        validation = read(val_files, columns, steps).materialize()
         rows["validation_read"] = val_files.count_rows()
     else:  # hold out 10% of the training rows for validation and early stopping
         train, validation = (d.materialize() for d in train.train_test_split(test_size=0.1, seed=config.seed))
@@ -121,4 +132,17 @@ def prepare_training_data(config: TrainConfig, train_path: str, validation_path:
     rows["train"] = train.count()
     if rows["train"] == 0 or rows["validation"] == 0:
         raise DataError("no usable rows: every text or label is null")
-    return TrainingData(train, validation, vocab, labels, dict(counts), rows)
+    vocab_size = len(vocab) if vocab is not None else wordpiece_vocab_size
+    return TrainingData(train, validation, tokenizer, vocab, vocab_size, labels, dict(counts), rows)
+
+
+def read(files: pads.Dataset, columns: list[str], steps: list):
+    """The files read with Ray Data and mapped through `steps`."""
+    return mapped(read_parquet(files.files, columns, files.count_rows()), steps)
+
+
+def mapped(dataset, steps: list):
+    """`dataset` mapped through `steps`, (function, keyword arguments) pairs of Arrow-table transforms."""
+    for function, kwargs in steps:
+        dataset = dataset.map_batches(function, fn_kwargs=kwargs, batch_format="pyarrow")
+    return dataset

@@ -21,8 +21,8 @@ from textclf.runtime.faults import worker_env
 from textclf.runtime.precision import check_local_precision
 from textclf.runtime.progress import JsonRelay, is_interactive
 from textclf.runtime.ray_session import ray_session, stop_data_stats_actor
-from textclf.text.tokenizer import TokenizerConfig
-from textclf.training.config import TrainConfig, default_lr
+from textclf.text.wordpiece import WordPieceEncoder, WordPieceTokenizer
+from textclf.training.config import FINE_TUNED, TrainConfig, default_lr
 from textclf.training.data import check_inputs, prepare_training_data
 from textclf.training.plan import WorkerPlan
 from textclf.training.quality import baselines_macro_f1, quality_warning
@@ -53,6 +53,7 @@ def train(
     """Train, then write the best epoch's bundle to `out_dir`; returns a summary dict."""
     check_inputs(config, train_path, validation_path)  # fail on bad input before anything changes
     check_local_precision(config.precision, config.use_gpu, address)
+    encoder = _pretrained_encoder(config)
     out_dir = Path(out_dir).resolve()
     storage_path = storage or str(default_storage(out_dir))
     run_dir = Path(storage_path) / RUN_NAME
@@ -73,18 +74,26 @@ def train(
     with ray_session(
         address, num_cpus=max(local_cpus, config.workers) + 1, dashboard=False, keep_idle_workers=False
     ) as local_session:
-        data = prepare_training_data(config, train_path, validation_path)
+        data = prepare_training_data(
+            config, train_path, validation_path, *((encoder.tokenizer, encoder.config["vocab_size"]) if encoder else ())
+        )
         config = dataclasses.replace(config, lr=config.lr or default_lr(config.arch, len(data.labels)))
         import ray
         from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
         from ray.train.v2.api.config import LoggingConfig
 
+        from textclf.models.transformer import pretrained_encoder_state
         from textclf.training.loop import train_loop_per_worker
 
-        vectors, coverage = _pretrained_vectors(config, data.vocab.itos)
+        vectors, coverage = _pretrained_vectors(config, data.vocab.itos) if data.vocab is not None else (None, None)
         model_config = _model_config(
-            config, len(data.vocab), len(data.labels), vectors.shape[1] if vectors is not None else None
+            config,
+            data.vocab_size,
+            len(data.labels),
+            vectors_dim=vectors.shape[1] if vectors is not None else None,
+            encoder_config=encoder.config if encoder else None,
         )
+        pretrained = pretrained_encoder_state(encoder.folder) if encoder else vectors
         cluster_cpus = int(ray.cluster_resources().get("CPU", local_cpus))
         interactive = is_interactive()
         relay = None if interactive else JsonRelay()  # plain JSON lines in job logs
@@ -95,7 +104,7 @@ def train(
             train_rows=data.rows["train"],
             threads_per_worker=max(1, min(local_cpus, cluster_cpus) // config.workers),
             class_weights=_class_weights(config, data.labels, data.label_counts),
-            vectors=ray.put(vectors) if vectors is not None else None,
+            pretrained=ray.put(pretrained) if pretrained is not None else None,
             interactive=interactive,
             events=relay.queue if relay else None,
             checkpoint_dir=str(run_dir.resolve()) if "://" not in storage_path else None,
@@ -212,7 +221,9 @@ def _root_cause(error: BaseException) -> str:
     return str(error).strip().splitlines()[-1] if str(error).strip() else type(error).__name__
 
 
-def _model_config(config: TrainConfig, vocab_size: int, num_classes: int, vectors_dim: int | None) -> dict:
+def _model_config(
+    config: TrainConfig, vocab_size: int, num_classes: int, vectors_dim: int | None, encoder_config: dict | None
+) -> dict:
     """Build the model once on the driver so a bad hyper-parameter fails here, not on a worker.
     Pretrained vectors set the embedding size unless the config names one."""
     from textclf.models import create_model
@@ -220,8 +231,33 @@ def _model_config(config: TrainConfig, vocab_size: int, num_classes: int, vector
     options = dict(config.model)
     if vectors_dim is not None:
         options.setdefault("embedding_dim", vectors_dim)
+    if encoder_config is not None:
+        options["encoder"] = encoder_config
     model = create_model(config.arch, vocab_size=vocab_size, num_classes=num_classes, **options)
+    positions = getattr(model, "max_positions", None)
+    if positions is not None and config.max_tokens > positions:
+        raise ConfigError(f"--max-tokens {config.max_tokens} is more than the encoder's {positions} positions")
     return dataclasses.asdict(model.config)
+
+
+@dataclasses.dataclass(frozen=True)
+class PretrainedEncoder:
+    folder: Path
+    tokenizer: WordPieceTokenizer
+    config: dict  # its Hugging Face config
+
+
+def _pretrained_encoder(config: TrainConfig) -> PretrainedEncoder | None:
+    """The encoder a fine-tuned architecture starts from, fetched and checked before Ray starts."""
+    if config.arch not in FINE_TUNED:
+        return None
+    from textclf.models.pretrained import DEFAULT_PRETRAINED, read_tokenizer, resolve_pretrained
+    from textclf.models.transformer import encoder_config
+
+    folder = resolve_pretrained(config.model.get("pretrained", DEFAULT_PRETRAINED))
+    tokenizer = read_tokenizer(folder)
+    WordPieceEncoder(tokenizer, config.max_tokens)  # a malformed tokenizer.json fails here
+    return PretrainedEncoder(folder, tokenizer, encoder_config(folder))
 
 
 def _pretrained_vectors(config: TrainConfig, itos: list[str]) -> tuple[np.ndarray | None, float | None]:
@@ -251,7 +287,7 @@ def _baselines(data) -> dict[str, float]:
 
     train = pa.concat_tables(ray.get(data.train.limit(BASELINE_ROWS).to_arrow_refs()))
     validation = pa.concat_tables(ray.get(data.validation.to_arrow_refs()))
-    return baselines_macro_f1(train, validation, data.labels, data.label_counts, len(data.vocab))
+    return baselines_macro_f1(train, validation, data.labels, data.label_counts, data.vocab_size)
 
 
 def _write_bundle(
@@ -278,7 +314,7 @@ def _write_bundle(
         "data": {
             "rows": data.rows,
             "label_counts": data.label_counts,
-            "vocab_size": len(data.vocab),
+            "vocab_size": data.vocab_size,
             "embedding_coverage": coverage,
         },
         "resumed_after_epochs": state.get("resumed_after", []),  # one entry per restart from a checkpoint
@@ -286,8 +322,7 @@ def _write_bundle(
     }
     tmp = out_dir.with_name(out_dir.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
-    tokenizer = TokenizerConfig(lang=config.lang, lowercase=config.lowercase)
-    save_bundle(tmp, model, config.arch, data.vocab, data.labels, tokenizer, config.max_tokens, info)
+    save_bundle(tmp, model, config.arch, data.vocab, data.labels, data.tokenizer, config.max_tokens, info)
     write_report(tmp / "report", metrics, curves, state["best_epoch"])
     if out_dir.exists():
         shutil.rmtree(out_dir)

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import torch
 import torch.distributed as dist
 
@@ -31,7 +32,8 @@ from textclf.runtime.progress import Progress
 from textclf.text.batching import BatchingConfig, PaddingStats, bucket_batches, pad_batch
 from textclf.text.encoding import list_arrays
 from textclf.training.checkpoint import load_training_state, save_training_state
-from textclf.training.optim import Adam, SparseTables, clip_grad_norm
+from textclf.training.config import FINE_TUNED
+from textclf.training.optim import Adam, ScheduledAdamW, SparseTables, clip_grad_norm
 from textclf.training.plan import WorkerPlan
 
 WINDOW_ROWS = 8192
@@ -51,12 +53,21 @@ def train_loop_per_worker(loop_config: dict) -> None:
     device = ray.train.torch.get_device()
 
     model = create_model(cfg.arch, **plan.model_config)
-    if plan.vectors is not None:
-        model.load_pretrained(torch.from_numpy(ray.get(plan.vectors)), cfg.freeze_embeddings)
+    if plan.pretrained is not None:
+        weights = ray.get(plan.pretrained)  # word vectors (numpy) or an encoder's state dict
+        model.load_pretrained(
+            torch.from_numpy(weights) if isinstance(weights, np.ndarray) else weights, cfg.freeze_embeddings
+        )
     tables = SparseTables(model, device)
     model = ray.train.torch.prepare_model(model)
     core = getattr(model, "module", model)
-    optimizer = Adam(core, tables, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    train_shard, validation = _table(plan.train_shards[rank]), _table(plan.validation_blocks)
+    batching = BatchingConfig(cfg.batch_tokens, cfg.max_batch_rows, WINDOW_ROWS)
+    if cfg.arch in FINE_TUNED:
+        steps = _steps_per_epoch(train_shard, batching, world, device)
+        optimizer = ScheduledAdamW(core, tables, cfg.lr, cfg.weight_decay, total_steps=steps * cfg.epochs)
+    else:
+        optimizer = Adam(core, tables, lr=cfg.lr, weight_decay=cfg.weight_decay)
     weights = torch.tensor(plan.class_weights, device=device) if plan.class_weights else None
     loss_fn = torch.nn.CrossEntropyLoss(weight=weights, reduction="sum")
 
@@ -79,8 +90,6 @@ def train_loop_per_worker(loop_config: dict) -> None:
 
     if world > 1:
         tables.broadcast()
-    train_shard, validation = _table(plan.train_shards[rank]), _table(plan.validation_blocks)
-    batching = BatchingConfig(cfg.batch_tokens, cfg.max_batch_rows, WINDOW_ROWS)
     loop = _Loop(model, core, optimizer, loss_fn, device, plan, rank, world, batching)
     for epoch in range(state["epoch"] + 1, cfg.epochs + 1):
         started = time.monotonic()
@@ -115,6 +124,21 @@ def train_loop_per_worker(loop_config: dict) -> None:
         )
         if stop:
             break
+
+
+def _steps_per_epoch(shard: pa.Table, batching: BatchingConfig, world: int, device) -> int:
+    """Optimizer steps in an epoch: the batches of the largest shard (ranks step together). Shuffling
+    reorders rows of a window, not the lengths it holds, so every epoch has as many."""
+    lengths = pc.list_value_length(shard.column("ids")).to_numpy(zero_copy_only=False)
+    steps = sum(
+        sum(1 for _ in bucket_batches(lengths[start : start + WINDOW_ROWS], batching))
+        for start in range(0, len(lengths), WINDOW_ROWS)
+    )
+    if world > 1:
+        count = torch.tensor([steps], device=device)
+        dist.all_reduce(count, op=dist.ReduceOp.MAX)
+        steps = int(count.item())
+    return steps
 
 
 def _table(block_refs: list) -> pa.Table:

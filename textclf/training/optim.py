@@ -147,6 +147,50 @@ class Adam:
             )
 
 
+class ScheduledAdamW:
+    """torch.optim.AdamW under a LambdaLR schedule, the usual recipe for fine-tuning a pretrained encoder:
+    the rate rises linearly over the first WARMUP_SHARE of the steps, then falls linearly to zero at the
+    last. Biases and normalisation weights (1-d tensors) are not decayed. The scheduler's state travels in
+    the state_dict, so a resumed run continues the schedule where it stopped."""
+
+    WARMUP_SHARE = 0.1
+
+    def __init__(self, model: nn.Module, tables: SparseTables, lr: float, weight_decay: float, total_steps: int):
+        self.tables = tables  # none: a transformer has no sparse tables; kept for the loop's interface
+        trainable = [p for p in model.parameters() if p.requires_grad]
+        groups = [
+            {"params": [p for p in trainable if p.dim() > 1], "weight_decay": weight_decay},
+            {"params": [p for p in trainable if p.dim() <= 1], "weight_decay": 0.0},
+        ]
+        self.optimizer = torch.optim.AdamW(groups, lr=lr)
+        warmup = max(1, round(total_steps * self.WARMUP_SHARE))
+        total = max(total_steps, warmup + 1)
+
+        def rate(step: int) -> float:
+            return (step + 1) / warmup if step < warmup else max(0.0, (total - step) / (total - warmup))
+
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, rate)
+        self.param_groups = self.optimizer.param_groups
+
+    @property
+    def parameters(self) -> list[torch.Tensor]:
+        return [p for group in self.optimizer.param_groups for p in group["params"]]
+
+    def zero_grad(self, set_to_none: bool = True) -> None:
+        self.optimizer.zero_grad(set_to_none=set_to_none)
+
+    def step(self) -> None:
+        self.optimizer.step()
+        self.scheduler.step()
+
+    def state_dict(self) -> dict:
+        return {**self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict()}
+
+    def load_state_dict(self, sd: dict) -> None:
+        self.optimizer.load_state_dict({k: v for k, v in sd.items() if k != "scheduler"})
+        self.scheduler.load_state_dict(sd["scheduler"])
+
+
 def clip_grad_norm(parameters: list[torch.Tensor], max_norm: float) -> float:
     """torch.nn.utils.clip_grad_norm_ that also takes sparse gradients (it does not)."""
     grads = [p.grad for p in parameters if p.grad is not None]

@@ -17,7 +17,7 @@ class WorkerPlan:
     train_rows: int  # across all ranks
     threads_per_worker: int  # torch threads: the node's cores shared among its workers
     class_weights: list[float] | None
-    vectors: Any  # object ref of the pretrained vectors (numpy [vocab, dim]), or None
+    pretrained: Any  # object ref of pretrained vectors (numpy [vocab, dim]) or encoder weights (a state dict), or None
     interactive: bool  # progress as bars (a terminal) or JSON lines
     events: Any  # ray.util.queue.Queue that relays JSON lines to the driver, or None: print them
     checkpoint_dir: str | None  # local storage: each checkpoint is written beside the others and renamed in
