@@ -74,4 +74,5 @@ def test_pretrained_flag_is_a_model_option_next_to_the_yaml_ones(tmp_path):
     path = tmp_path / "train.yaml"
     path.write_text("arch: transformer\nmodel:\n  pooling: cls\n  pretrained: minilm-l6\n")
     assert load_train_config(path, {}).model == {"pooling": "cls", "pretrained": "minilm-l6"}
-    assert load_train_config(path, {"pretrained": "/models/bert"}).model == {"pooling": "cls", "pretrained": "/models/bert"}
+    flagged = load_train_config(path, {"pretrained": "/models/bert"})
+    assert flagged.model == {"pooling": "cls", "pretrained": "/models/bert"}

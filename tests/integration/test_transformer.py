@@ -1,0 +1,80 @@
+"""Fine-tuning a pretrained encoder with Ray Train and labeling with Ray Data, on an encoder the tests
+build (tests/conftest.py: make_tiny_encoder), on the shared local Ray instance."""
+
+import json
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+
+from textclf.bundle import load_bundle
+from textclf.evaluation.evaluate import evaluate
+from textclf.inference.predictor import Predictor
+from textclf.labeling.pipeline import label
+from textclf.training.checkpoint import load_training_state
+from textclf.training.config import TrainConfig
+from textclf.training.driver import train
+
+pytestmark = pytest.mark.ray
+
+# The tiny encoder starts from random weights, so it needs a from-scratch learning rate to learn in two
+# epochs; every other fine-tuning default (AdamW, warm-up and decay, batches of 16) is kept.
+OPTIONS = dict(arch="transformer", lr=2e-3, max_tokens=64, workers=2)
+
+
+@pytest.fixture(scope="module")
+def fine_tuned(tiny_encoder, tiny_corpus, ray_local, tmp_path_factory):
+    """One epoch, then --resume to a second: the bundle of a run that stopped and went on."""
+    out = tmp_path_factory.mktemp("transformer") / "model"
+    splits = str(tiny_corpus / "train"), str(tiny_corpus / "validation")
+    model = {"pretrained": str(tiny_encoder)}
+    first = train(TrainConfig(**OPTIONS, epochs=1, model=model), *splits, out)
+    resumed = train(TrainConfig(**OPTIONS, epochs=2, model=model), *splits, out, resume=True)
+    return out, first, resumed
+
+
+def test_two_workers_fine_tune_resume_and_learn(fine_tuned, tiny_corpus, tiny_encoder):
+    out, first, resumed = fine_tuned
+    assert first["epochs_run"] == 1 and resumed["epochs_run"] == 2 and resumed["resumed_after_epochs"] == [1]
+    assert resumed["val_macro_f1"] > 0.9
+    meta = json.loads((out / "model.json").read_text())
+    assert meta["history"][0]["train_rows"] == 1200  # every row once per epoch across the two ranks
+    assert meta["model_config"]["pretrained"] == str(tiny_encoder)
+    assert meta["model_config"]["encoder"]["num_hidden_layers"] == 2 and meta["vocab"] == []
+    assert (out / "tokenizer.json").read_text() == (tiny_encoder / "tokenizer.json").read_text()
+    assert evaluate(str(out), str(tiny_corpus / "test"))["accuracy"] > 0.9
+
+
+def test_the_schedule_warms_up_then_decays_to_zero_across_the_resume(fine_tuned):
+    out, _, resumed = fine_tuned
+    checkpoints = sorted(p for p in (out.parent / "model.checkpoints" / "train").glob("checkpoint_*") if p.is_dir())
+    _, _, optimizer, state = load_training_state(checkpoints[-1])
+    schedule = optimizer["scheduler"]
+    steps = state["history"][0]["steps"]
+    assert schedule["last_epoch"] == 2 * steps  # the resumed run went on from the first run's step
+    assert all(lr == pytest.approx(0.0, abs=1e-12) for lr in schedule["_last_lr"])
+    assert [g["weight_decay"] for g in optimizer["param_groups"]] == [0.01, 0.0]  # no decay on biases/norms
+
+
+def test_bundle_loads_alone_and_label_equals_predict(fine_tuned, tiny_corpus, tiny_encoder, tmp_path, ray_local):
+    out, _, _ = fine_tuned
+    bundle = load_bundle(out)  # model.json, weights and tokenizer.json: no encoder folder, no network
+    assert bundle.vocab is None and bundle.arch == "transformer"
+    texts = pq.read_table(tiny_corpus / "test").column("text").to_pylist()
+    probs = Predictor(bundle, device="cpu").predict_proba(texts)
+    label(str(out), str(tiny_corpus / "test"), str(tmp_path / "labeled"))
+    labeled = pq.read_table(next((tmp_path / "labeled").glob("*.parquet")))
+    assert labeled.column("label").to_pylist() == [bundle.labels[i] for i in probs.argmax(1)]
+    np.testing.assert_allclose(labeled.column("confidence").to_numpy(), probs.max(1), atol=1e-5)
+
+
+def test_a_tampered_tokenizer_is_refused(fine_tuned, tmp_path):
+    import shutil
+
+    from textclf.errors import BundleError
+
+    out, _, _ = fine_tuned
+    copy = shutil.copytree(out, tmp_path / "copy")
+    (copy / "tokenizer.json").write_text((copy / "tokenizer.json").read_text().replace("[UNK]", "[UNX]"))
+    with pytest.raises(BundleError, match="tokenizer.json does not match the sha256"):
+        load_bundle(copy)
