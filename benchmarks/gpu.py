@@ -3,11 +3,14 @@ each architecture and precision, and which side bounds labeling: the GPU running
 CPUs tokenizing for it.
 
     python benchmarks/gpu.py [--docs 30000] [--archs bilstm,bow] [--precisions auto,fp32] [--epochs 3]
+    python benchmarks/gpu.py --archs transformer --pretrained runs/bench/minilm-l6 --epochs 2
 
 For the lent GPU machine (see ../shared/tools/device-ray.md): it calls textclf as `python -m
 textclf.cli`, since console scripts are not installed there, and reads the prepared rotten-tomatoes
 splits and the labeling corpus from the work folder (carry `runs/bench/data` and
-`runs/bench/corpus-N-seed0`), because that machine reaches no package registry. Bundles are trained
+`runs/bench/corpus-N-seed0`), because that machine reaches no package registry. For the same reason the
+transformer's encoder comes as a folder (--pretrained): copy the built-in one out of textclf's cache
+(`python -c "from textclf.models.pretrained import resolve_pretrained as r; print(r('minilm-l6'))"`). Bundles are trained
 here, on the GPU, and their epochs give the training figures. --cpu runs the same steps without a
 GPU, to check the script on a machine that has none; its figures say nothing about GPUs.
 
@@ -36,7 +39,9 @@ CLI = [sys.executable, "-m", "textclf.cli"]
 SAMPLE_DOCS = 10_000  # documents encoded in-process for the model-only and tokenizing rates
 
 
-def train_bundle(arch: str, data: Path, work: Path, epochs: int, gpu: bool) -> tuple[Path, dict]:
+def train_bundle(
+    arch: str, data: Path, work: Path, epochs: int, gpu: bool, pretrained: str | None = None
+) -> tuple[Path, dict]:
     out = work / "gpu" / f"bundle-{arch}"
     shutil.rmtree(out, ignore_errors=True)
     shutil.rmtree(out.with_name(out.name + ".checkpoints"), ignore_errors=True)
@@ -59,6 +64,7 @@ def train_bundle(arch: str, data: Path, work: Path, epochs: int, gpu: bool) -> t
             "--workers",
             "1",
             *(["--use-gpu"] if gpu else []),
+            *(["--pretrained", pretrained] if pretrained and arch == "transformer" else []),
         ]
     )
     epochs_seen = json_events(timed.stderr, "epoch")
@@ -178,6 +184,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--docs", type=int, default=30_000, help="documents to label (default 30,000)")
     parser.add_argument("--archs", default="bilstm,bow", help="comma-separated architectures")
+    parser.add_argument("--pretrained", help="transformer: the encoder folder (the GPU machine reaches no registry)")
     parser.add_argument(
         "--precisions", default="auto,fp32", help="labeling arithmetic, comma-separated (auto is bf16 on a GPU)"
     )
@@ -197,7 +204,7 @@ def main() -> None:
     cpus = os.cpu_count() or 1
     results = {"device": device, "cpus": cpus, "train": {}, "label": []}
     for arch in args.archs.split(","):
-        bundle, trained = train_bundle(arch, data, args.work, args.epochs, gpu)
+        bundle, trained = train_bundle(arch, data, args.work, args.epochs, gpu, args.pretrained)
         results["train"][arch] = trained
         print(f"{arch}: trained, {trained['tokens_per_s']:,.0f} tokens/s", flush=True)
         sequences, per_core = encoded_sample(bundle, texts)

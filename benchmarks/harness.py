@@ -31,9 +31,13 @@ def prepared_data(work: Path = WORK, corpus: str = "rotten-tomatoes") -> Path:
 
 def bundle(arch: str, work: Path = WORK) -> Path:
     """A bundle of `arch` at textclf's default size (the seed's size for bilstm), trained for one
-    epoch: speed depends on the model's size, not on how well it was trained. Two workers of one
+    epoch: speed depends on the model's size, not on how well it was trained. For transformer, the
+    fine-tuned minilm-l6 bundle of benchmarks/accuracy.py where that has run. Two workers of one
     thread each: on a busy shared machine one worker's two torch threads wait on each other."""
     out = work / "bundles" / arch
+    fine_tuned = work / "accuracy" / "rotten-tomatoes-transformer"  # benchmarks/accuracy.py's, when run
+    if arch == "transformer" and (fine_tuned / "model.json").exists():
+        return fine_tuned
     if not (out / "model.json").exists():
         data = prepared_data(work)
         subprocess.run(

@@ -3,6 +3,10 @@ loop (one process, regex tokens, 64-row batches in file order, pad_sequence, no 
 mixed-length corpus with models of the same size.
 
     python benchmarks/labeling.py [--docs 30000] [--archs bilstm,bow,cnn] [--repeats 1]
+    python benchmarks/labeling.py --docs 3000 --archs transformer
+
+`transformer` is measured against the plain way with the same fine-tuned bundle instead
+(benchmarks/plain_transformer.py: texts in file order, 64-row batches padded to their longest, one process).
 
 Both sides are timed the same way, as a whole command in a subprocess. The seed-style models keep
 random weights (speed depends on a model's size, not on its weights); textclf's bundles are trained
@@ -25,6 +29,7 @@ from corpus import corpus_dir
 from harness import TEXTCLF, WORK, bundle, emit, median, prepared_data, run_timed, table
 
 SEED_SCRIPT = str(Path(__file__).with_name("seed_style.py"))
+PLAIN_TRANSFORMER = str(Path(__file__).with_name("plain_transformer.py"))
 
 
 def seed_checkpoint(arch: str, work: Path) -> Path:
@@ -69,7 +74,10 @@ def label_agreement(arch: str, corpus: Path, work: Path) -> float:
 
 def run_seed(arch: str, corpus: Path, work: Path, threads: int | None = None) -> dict:
     out = work / "labeled" / f"labeling-seed-{arch}-{corpus.parent.name}"
-    cmd = [sys.executable, SEED_SCRIPT, "label", str(seed_checkpoint(arch, work)), str(corpus), str(out)]
+    if arch == "transformer":  # the same fine-tuned bundle, labeled the plain way
+        cmd = [sys.executable, PLAIN_TRANSFORMER, str(bundle(arch, work)), str(corpus), str(out)]
+    else:
+        cmd = [sys.executable, SEED_SCRIPT, "label", str(seed_checkpoint(arch, work)), str(corpus), str(out)]
     timed = run_timed(cmd + (["--threads", str(threads)] if threads else []))
     result = json.loads(timed.stdout.strip().splitlines()[-1])
     return {
@@ -100,7 +108,7 @@ def summarize(model: str, textclf_runs: list[dict], seed_runs: list[dict]) -> li
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--docs", type=int, default=30_000, help="documents in the corpus (default 30,000)")
-    parser.add_argument("--archs", default="bilstm,bow,cnn", help="comma-separated: bilstm, bow, cnn")
+    parser.add_argument("--archs", default="bilstm,bow,cnn", help="comma-separated: bilstm, bow, cnn, transformer")
     parser.add_argument("--repeats", type=int, default=1, help="runs of each side; the table shows medians")
     parser.add_argument(
         "--seed-threads", type=int, help="torch threads of the seed-style loop (default: torch's, one per core)"
@@ -118,7 +126,8 @@ def main() -> None:
     also_fp32 = native_bf16_cpu() and not args.no_fp32  # auto means bf16 here: show float32 beside it
     for arch in archs:  # trained / built before any timing starts
         bundle(arch, args.work)
-        seed_checkpoint(arch, args.work)
+        if arch != "transformer":
+            seed_checkpoint(arch, args.work)
     results = {arch: {"textclf": [], "seed": [], **({"textclf_fp32": []} if also_fp32 else {})} for arch in archs}
     for _ in range(args.repeats):  # interleaved, so a noisy spell on the shared machine hits both sides
         for arch in archs:
@@ -155,6 +164,8 @@ def main() -> None:
             "Ray start-up included for textclf; labeling only: textclf's own elapsed time from `_manifest.json`.",
             "Seed-style: one process, regex tokens, 64 rows per batch in file order, `pad_sequence`, no packing, "
             f"same layer sizes (random weights), torch threads: {args.seed_threads or 'default'}. "
+            "For transformer the other side is the plain way with the same fine-tuned bundle: one process, "
+            "word pieces of its tokenizer.json, 64 rows per batch in file order padded to their longest. "
             "Padding efficiency: real tokens / padded tokens.",
             *([precision_note(results)] if also_fp32 else []),
         ],
