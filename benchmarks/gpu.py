@@ -10,8 +10,8 @@ textclf.cli`, since console scripts are not installed there, and reads the prepa
 splits and the labeling corpus from the work folder (carry `runs/bench/data` and
 `runs/bench/corpus-N-seed0`), because that machine reaches no package registry. For the same reason the
 transformer's encoder comes as a folder (--pretrained): copy the built-in one out of textclf's cache
-(`python -c "from textclf.models.pretrained import resolve_pretrained as r; print(r('minilm-l6'))"`). Bundles are trained
-here, on the GPU, and their epochs give the training figures. --cpu runs the same steps without a
+(`python -c "from textclf.models.pretrained import resolve_pretrained as r; print(r('minilm-l6'))"`).
+Bundles are trained here, on the GPU, and their epochs give the training figures. --cpu runs the same steps without a
 GPU, to check the script on a machine that has none; its figures say nothing about GPUs.
 
 Bottleneck: the model alone on the GPU (ids encoded beforehand, one process) against the tokenizing
