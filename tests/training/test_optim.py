@@ -3,7 +3,7 @@ import torch
 
 from textclf.models import create_model
 from textclf.training.checkpoint import load_training_state, save_training_state
-from textclf.training.optim import Adam, SparseTables, clip_grad_norm
+from textclf.training.optim import Adam, ScheduledAdamW, SparseTables, clip_grad_norm
 
 CPU = torch.device("cpu")
 
@@ -143,6 +143,37 @@ def test_sparse_optimizer_state_round_trips_through_a_checkpoint(tmp_path):
     for m, opt in ((model, optimizer), (fresh, fresh_opt)):
         _step(m, opt, more, LENGTHS, clip=5.0)
     for a, b in zip(model.parameters(), fresh.parameters()):
+        assert torch.equal(a, b)
+
+
+def test_adamw_schedule_warms_up_decays_to_zero_and_resumes_from_a_checkpoint(tmp_path):
+    def mlp(seed):
+        torch.manual_seed(seed)
+        return create_model("mlp", vocab_size=40, num_classes=3, hidden_dim=8).eval()  # no dropout draws
+
+    def adamw(model):
+        return ScheduledAdamW(model, SparseTables(model, CPU), lr=0.1, weight_decay=0.01, total_steps=20)
+
+    model = mlp(0)
+    optimizer = adamw(model)
+    rates = [optimizer.param_groups[0]["lr"]]  # the rate of each step, the first one's included
+    for _ in range(12):
+        _step(model, optimizer, IDS, LENGTHS, clip=1.0)
+        rates.append(optimizer.param_groups[0]["lr"])
+    assert rates[:4] == pytest.approx([0.05, 0.1, 0.1, 0.1 * 17 / 18])  # 2 warm-up steps, then down to 0
+    assert [g["weight_decay"] for g in optimizer.param_groups] == [0.01, 0.0]  # matrices decay, biases do not
+    save_training_state(tmp_path, model.state_dict(), model.state_dict(), optimizer, {"epoch": 1})
+
+    model_state, _, optimizer_state, _ = load_training_state(tmp_path)
+    resumed = mlp(1)
+    resumed.load_state_dict(model_state)
+    resumed_optimizer = adamw(resumed)
+    resumed_optimizer.load_state_dict(optimizer_state)
+    for m, opt in ((model, optimizer), (resumed, resumed_optimizer)):
+        for _ in range(8):
+            _step(m, opt, IDS, LENGTHS, clip=1.0)
+    assert optimizer.param_groups[0]["lr"] == resumed_optimizer.param_groups[0]["lr"] == 0.0
+    for a, b in zip(model.parameters(), resumed.parameters()):
         assert torch.equal(a, b)
 
 

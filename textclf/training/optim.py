@@ -170,7 +170,10 @@ class ScheduledAdamW:
             return (step + 1) / warmup if step < warmup else max(0.0, (total - step) / (total - warmup))
 
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, rate)
-        self.param_groups = self.optimizer.param_groups
+
+    @property
+    def param_groups(self) -> list[dict]:  # the optimizer's current list: load_state_dict replaces it
+        return self.optimizer.param_groups
 
     @property
     def parameters(self) -> list[torch.Tensor]:
