@@ -11,11 +11,13 @@ from textclf.training.driver import train
 pytestmark = [pytest.mark.gpu, pytest.mark.ray]
 
 
-@pytest.mark.parametrize("arch", ["bilstm", "cnn"])
-def test_gpu_trained_bundle_loads_and_predicts_on_cpu(arch, tiny_corpus, ray_local, tmp_path):
+@pytest.mark.parametrize("arch", ["bilstm", "cnn", "transformer"])
+def test_gpu_trained_bundle_loads_and_predicts_on_cpu(arch, tiny_corpus, tiny_encoder, ray_local, tmp_path):
     out = tmp_path / arch
+    # the tiny encoder starts from random weights: a from-scratch learning rate (tests/integration/test_transformer.py)
+    options = dict(lr=2e-3, max_tokens=64, model={"pretrained": str(tiny_encoder)}) if arch == "transformer" else {}
     summary = train(
-        TrainConfig(arch=arch, epochs=2, workers=1, use_gpu=True),
+        TrainConfig(arch=arch, epochs=2, workers=1, use_gpu=True, **options),
         str(tiny_corpus / "train"),
         str(tiny_corpus / "validation"),
         out,
