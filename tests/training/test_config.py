@@ -76,3 +76,12 @@ def test_pretrained_flag_is_a_model_option_next_to_the_yaml_ones(tmp_path):
     assert load_train_config(path, {}).model == {"pooling": "cls", "pretrained": "minilm-l6"}
     flagged = load_train_config(path, {"pretrained": "/models/bert"})
     assert flagged.model == {"pooling": "cls", "pretrained": "/models/bert"}
+
+
+def test_more_tokens_than_the_encoder_has_positions_is_refused_before_ray_starts(tiny_encoder):
+    from textclf.training.driver import _pretrained_encoder
+
+    config = TrainConfig(arch="transformer", model={"pretrained": str(tiny_encoder)})  # --max-tokens 256
+    with pytest.raises(ConfigError, match="--max-tokens 256 is more than the encoder's 128 positions"):
+        _pretrained_encoder(config)
+    assert _pretrained_encoder(TrainConfig(arch="transformer", max_tokens=128, model=config.model)).config

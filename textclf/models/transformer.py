@@ -113,10 +113,6 @@ class TransformerClassifier(TextClassifier):
     def embedding(self) -> nn.Embedding:  # the word-piece vectors, as other models' embedding
         return self.encoder.get_input_embeddings()
 
-    @property
-    def max_positions(self) -> int | None:
-        return getattr(self.encoder.config, "max_position_embeddings", None)
-
     def load_pretrained(self, state: dict[str, torch.Tensor], freeze: bool = False) -> None:
         """The encoder's pretrained weights (`pretrained_encoder_state`); the head stays as initialised."""
         self.encoder.load_state_dict(state, strict=True)

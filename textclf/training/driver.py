@@ -75,7 +75,11 @@ def train(
         address, num_cpus=max(local_cpus, config.workers) + 1, dashboard=False, keep_idle_workers=False
     ) as local_session:
         data = prepare_training_data(
-            config, train_path, validation_path, *((encoder.tokenizer, encoder.config["vocab_size"]) if encoder else ())
+            config,
+            train_path,
+            validation_path,
+            wordpieces=encoder.tokenizer if encoder else None,
+            wordpiece_vocab_size=encoder.config["vocab_size"] if encoder else 0,
         )
         config = dataclasses.replace(config, lr=config.lr or default_lr(config.arch, len(data.labels)))
         import ray
@@ -234,9 +238,6 @@ def _model_config(
     if encoder_config is not None:
         options["encoder"] = encoder_config
     model = create_model(config.arch, vocab_size=vocab_size, num_classes=num_classes, **options)
-    positions = getattr(model, "max_positions", None)
-    if positions is not None and config.max_tokens > positions:
-        raise ConfigError(f"--max-tokens {config.max_tokens} is more than the encoder's {positions} positions")
     return dataclasses.asdict(model.config)
 
 
@@ -257,7 +258,11 @@ def _pretrained_encoder(config: TrainConfig) -> PretrainedEncoder | None:
     folder = resolve_pretrained(config.model.get("pretrained", DEFAULT_PRETRAINED))
     tokenizer = read_tokenizer(folder)
     WordPieceEncoder(tokenizer, config.max_tokens)  # a malformed tokenizer.json fails here
-    return PretrainedEncoder(folder, tokenizer, encoder_config(folder))
+    hf_config = encoder_config(folder)
+    positions = hf_config.get("max_position_embeddings")
+    if positions is not None and config.max_tokens > positions:
+        raise ConfigError(f"--max-tokens {config.max_tokens} is more than the encoder's {positions} positions")
+    return PretrainedEncoder(folder, tokenizer, hf_config)
 
 
 def _pretrained_vectors(config: TrainConfig, itos: list[str]) -> tuple[np.ndarray | None, float | None]:
