@@ -35,7 +35,7 @@ def bundle(arch: str, work: Path = WORK) -> Path:
     fine-tuned minilm-l6 bundle of benchmarks/accuracy.py where that has run. Two workers of one
     thread each: on a busy shared machine one worker's two torch threads wait on each other."""
     out = work / "bundles" / arch
-    fine_tuned = work / "accuracy" / "rotten-tomatoes-transformer"  # benchmarks/accuracy.py's, when run
+    fine_tuned = work / "accuracy" / "data-transformer"  # benchmarks/accuracy.py's on rotten-tomatoes, if run
     if arch == "transformer" and (fine_tuned / "model.json").exists():
         return fine_tuned
     if not (out / "model.json").exists():
