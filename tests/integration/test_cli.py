@@ -47,7 +47,8 @@ def test_train_help_shows_the_configuration_defaults():
     from textclf.training.config import TrainConfig
 
     text = " ".join(run("train", "--help").output.split())
-    assert "Architecture: bilstm, bow, cnn, mlp. (default bow)" in text
+    assert "Architecture: bilstm, bow, cnn, mlp, transformer. (default bow)" in text
+    assert "(default 20; transformer: 3)" in text.split("--epochs", 1)[1].split(" --", 1)[0]
     defaults = TrainConfig()
     for flag, value in (
         ("--epochs", defaults.epochs),
@@ -56,7 +57,7 @@ def test_train_help_shows_the_configuration_defaults():
         ("--min-epochs", defaults.min_epochs),
         ("--batch-tokens", defaults.batch_tokens),
     ):
-        assert f"(default {value})" in text.split(flag, 1)[1].split(" --", 1)[0], flag
+        assert f"(default {value}" in text.split(flag, 1)[1].split(" --", 1)[0], flag
 
 
 def test_predict_prints_label_tab_confidence_tab_text(bundle_dir):
