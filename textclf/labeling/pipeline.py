@@ -34,6 +34,7 @@ from textclf.labeling.output import (
     append_rows,
     commit_empty,
     discard_uncommitted,
+    file_metadata,
     locked,
     output_name,
     prepare_output,
@@ -88,12 +89,13 @@ def label(
         ]
         pending = [s for s in states if s.source.error is None and not (out / s.output).exists()]
         started, stats = time.monotonic(), RunStats()
+        metadata = file_metadata(meta["weights_sha256"])
         for state in [s for s in pending if s.source.rows == 0]:
-            commit_empty(state, filesystem, out, config, meta["labels"])
+            commit_empty(state, filesystem, out, config, meta["labels"], metadata)
             pending.remove(state)
         try:
             if pending:
-                _run_pipeline(model_dir, filesystem, pending, out, config, address, stats)
+                _run_pipeline(model_dir, filesystem, pending, out, config, address, stats, metadata)
             rows_done = sum(s.done for s in pending)
             return write_manifest(out, run, states, rows_done, stats, time.monotonic() - started)
         except OSError as e:  # disk full, permissions changed under us, a storage outage
@@ -162,6 +164,7 @@ def _run_pipeline(
     config: LabelConfig,
     address: str | None,
     stats: RunStats,
+    metadata: dict[bytes, bytes],
 ) -> None:
     from textclf.labeling.labeler import STATS, BatchLabeler, encode_texts
     from textclf.runtime.ray_session import ray_session
@@ -173,7 +176,11 @@ def _run_pipeline(
     with without_stderr_lines(RAY_53727), session:  # Ray's processes have ended when the filter ends
         import ray.data  # after the session sets Ray Data's log level
 
-        ray.data.DataContext.get_current().target_max_block_size = BLOCK_BYTES
+        context = ray.data.DataContext.get_current()
+        context.target_max_block_size = BLOCK_BYTES
+        # blocks go out only once every actor is up: the first actor up would otherwise take the first
+        # calls (it holds two) while the others start, and with few blocks the others stay idle
+        context.wait_for_min_actors_s = max(1, round(config.stall_timeout_s))
         files = ray.data.from_items(
             [{"index": s.index, "path": s.source.path} for s in pending], override_num_blocks=len(pending)
         )
@@ -210,6 +217,8 @@ def _run_pipeline(
                 model_dir=model_dir,
                 keep_columns=["_file", "_row", *config.keep_columns],
                 probabilities=config.probabilities,
+                top_k=config.top_k,
+                threshold=config.threshold,
                 batch_tokens=config.batch_tokens,
                 precision=config.precision,
                 text_column=None if config.use_gpu else "_text",
@@ -233,7 +242,7 @@ def _run_pipeline(
             batch = batch.drop_columns(list(STATS))
             for file_index in np.unique(batch["_file"].to_numpy()):
                 part = batch.filter(pc.equal(batch["_file"], int(file_index)))
-                append_rows(by_index[int(file_index)], part, out, config)
+                append_rows(by_index[int(file_index)], part, out, config, metadata)
             elapsed = time.monotonic() - progress.started
             progress.update(
                 batch.num_rows,
@@ -273,8 +282,15 @@ def call_rows(rows: int, actors: int) -> int:
 def _with_actor_errors(batches: Iterator[pa.Table]) -> Iterator[pa.Table]:
     """A textclf error raised where an actor starts (an option or bundle its machine refuses) reaches
     the driver only as text inside Ray's ActorDiedError; raise it as itself, so it ends in one line."""
+    import ray.exceptions
+
     try:
         yield from batches
+    except ray.exceptions.GetTimeoutError:  # the actor pool did not come up: wait_for_min_actors_s
+        raise TextclfError(
+            "the inference actors did not all start within --stall-timeout: the cluster has fewer free "
+            "CPUs or GPUs than --concurrency asks for"
+        ) from None
     except Exception as e:
         cause: BaseException | None = e
         while cause is not None:
