@@ -3,7 +3,7 @@ options) against TF-IDF (1-2 grams) + logistic regression and fastText supervise
 fitted on the same train split with their settings picked on the validation split, all in one run.
 
     python benchmarks/accuracy.py [--corpora rotten-tomatoes,fortunes,20newsgroups] [--archs bow,cnn,mlp,bilstm]
-                                  [--workers 2] [--no-fasttext]
+                                  [--workers 2] [--no-fasttext] [--use-gpu]
     python benchmarks/accuracy.py --archs ""     # the baselines only
 
 Prints one markdown table: test accuracy, macro-F1, macro-F1 as a share of TF-IDF+LR's, training time
@@ -97,13 +97,14 @@ def _fasttext_predict(model, texts) -> list[str]:
     ]
 
 
-def textclf_row(data: Path, arch: str, workers: int, work: Path) -> dict:
+def textclf_row(data: Path, arch: str, workers: int, work: Path, use_gpu: bool = False) -> dict:
     from textclf.evaluation.evaluate import evaluate
     from textclf.training.config import TrainConfig
     from textclf.training.driver import train
 
     out = work / f"{data.name}-{arch}"
-    summary = train(TrainConfig(arch=arch, workers=workers), str(data / "train"), str(data / "validation"), out)
+    config = TrainConfig(arch=arch, workers=workers, use_gpu=use_gpu)
+    summary = train(config, str(data / "train"), str(data / "validation"), out)
     metrics = evaluate(str(out), str(data / "test"))
     return {
         "model": f"textclf {arch}",
@@ -121,6 +122,7 @@ def main() -> None:
     parser.add_argument("--archs", default="bow,cnn,mlp,bilstm", help='comma-separated; "" for the baselines only')
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--no-fasttext", action="store_true", help="leave the fastText baseline out")
+    parser.add_argument("--use-gpu", action="store_true", help="train on one GPU per worker (scoring too)")
     args = parser.parse_args()
 
     from textclf.runtime.ray_session import ray_session
@@ -132,7 +134,8 @@ def main() -> None:
         for corpus in [c for c in args.corpora.split(",") if c]:
             data = prepared_data(WORK, corpus)
             runs = [partial(tfidf_logreg, data)] + ([] if args.no_fasttext else [partial(fasttext_supervised, data)])
-            runs += [partial(textclf_row, data, arch, args.workers, work) for arch in args.archs.split(",") if arch]
+            archs = [arch for arch in args.archs.split(",") if arch]
+            runs += [partial(textclf_row, data, arch, args.workers, work, args.use_gpu) for arch in archs]
             reference = None
             for run in runs:
                 row = {"corpus": corpus, **run()}

@@ -161,53 +161,67 @@ def evaluate(model_dir, data, text_column, label_column, as_json, precision) -> 
     click.echo(json.dumps(metrics) if as_json else format_metrics(metrics))
 
 
+TOP_K_OPTION = click.option(
+    "--top-k",
+    type=int,
+    default=LABEL_DEFAULTS["top_k"],
+    show_default=True,
+    help="Give each text its K most probable labels (with --threshold, those above it).",
+)
+THRESHOLD_OPTION = click.option(
+    "--threshold",
+    type=float,
+    default=LABEL_DEFAULTS["threshold"],
+    show_default=True,
+    help="Only labels with at least this probability (a text may get none).",
+)
+
+
 @cli.command()
 @click.argument("model_dir", type=click.Path())
 @click.argument("texts", nargs=-1)
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per line (label, confidence, probs).")
+@TOP_K_OPTION
+@THRESHOLD_OPTION
 @PRECISION_OPTION
-def predict(model_dir, texts, as_json, precision) -> None:
+def predict(model_dir, texts, as_json, top_k, threshold, precision) -> None:
     """Label texts given as arguments, or one per line on stdin (an empty text gets no label).
+
+    One line per text: LABEL, CONFIDENCE, TEXT separated by tabs; with --top-k or --threshold, the chosen
+    labels and their confidences comma-separated, most probable first.
 
     \b
     Example:
       textclf predict models/rt "a gorgeous, witty film" "two hours I will never get back"
+      textclf predict models/news --top-k 3 --threshold 0.1 < texts.txt
     """
     import json
     import sys
 
-    import pyarrow as pa
+    from textclf.api import load, unlabelable
+    from textclf.inference.selection import check_selection, selects
 
-    from textclf.inference.predictor import Predictor
-    from textclf.labeling.labeler import readable_texts
-
-    predictor = Predictor(model_dir, precision=precision)
+    check_selection(top_k, threshold)
+    classifier = load(model_dir, precision=precision)
     texts = list(texts) or [line.rstrip("\n") for line in sys.stdin]
-    # the rule `label` applies: an empty or whitespace-only text gets no label
-    _, errors = readable_texts(pa.array(texts, pa.string()))
-    probs = iter(predictor.predict_proba([t for t, error in zip(texts, errors) if error is None]))
-    for text, error in zip(texts, errors):
-        if error is not None:
-            click.echo(
-                json.dumps({"text": text, "label": None, "confidence": None, "error": error})
-                if as_json
-                else f"\t\t{text}"
-            )
+    probs = classifier.predict_proba(texts)
+    chosen = classifier.choose(probs, top_k, threshold) if selects(top_k, threshold) else None
+    for i, (text, error) in enumerate(zip(texts, unlabelable(texts))):
+        if error is not None:  # the rule `label` applies
+            record = {"text": text, "label": None, "confidence": None, "error": error}
+            click.echo(json.dumps(record) if as_json else f"\t\t{text}")
             continue
-        row = next(probs)
-        best = int(row.argmax())
-        label, confidence = predictor.labels[best], float(row[best])
+        best = int(probs[i].argmax())
+        label, confidence = classifier.labels[best], float(probs[i][best])
         if as_json:
-            click.echo(
-                json.dumps(
-                    {
-                        "text": text,
-                        "label": label,
-                        "confidence": confidence,
-                        "probs": dict(zip(predictor.labels, map(float, row))),
-                    }
-                )
-            )
+            record = {"text": text, "label": label, "confidence": confidence}
+            if chosen is not None:
+                record.update(labels=[n for n, _ in chosen[i]], confidences=[c for _, c in chosen[i]])
+            record["probs"] = dict(zip(classifier.labels, map(float, probs[i])))
+            click.echo(json.dumps(record))
+        elif chosen is not None:
+            names, scores = ",".join(n for n, _ in chosen[i]), ",".join(f"{c:.4f}" for _, c in chosen[i])
+            click.echo(f"{names}\t{scores}\t{text}")
         else:
             click.echo(f"{label}\t{confidence:.4f}\t{text}")
 
@@ -268,7 +282,13 @@ def prepare(source, out, text_column, label_column, id_column, split_text, seed,
     help="Ids to carry over; files without it get ids from their path and row number.",
 )
 @click.option("--keep-columns", default="", help="Comma-separated input columns copied to the output.")
-@click.option("--probabilities", is_flag=True, help="Add a probs column (label order in the schema metadata).")
+@click.option(
+    "--probabilities",
+    is_flag=True,
+    help="Add scores (a struct: label name -> probability) and probs (a list, label order in the schema metadata).",
+)
+@TOP_K_OPTION
+@THRESHOLD_OPTION
 @click.option("--format", "fmt", type=click.Choice(FORMATS), default=LABEL_DEFAULTS["format"], show_default=True)
 @click.option("--batch-tokens", type=int, help="Padded tokens per inference batch (default 4096 on CPU, 16384 on GPU).")
 @click.option(
@@ -293,6 +313,8 @@ def label(
     id_column,
     keep_columns,
     probabilities,
+    top_k,
+    threshold,
     fmt,
     batch_tokens,
     concurrency,
@@ -315,6 +337,8 @@ def label(
         text_column=text_column,
         id_column=id_column,
         probabilities=probabilities,
+        top_k=top_k,
+        threshold=threshold,
         format=fmt,
         keep_columns=tuple(c for c in keep_columns.split(",") if c),
         concurrency=concurrency,

@@ -7,6 +7,7 @@ import sys
 import pytest
 import torch
 from click.testing import CliRunner
+from conftest import make_label_bundle
 
 from textclf.bundle import save_bundle
 from textclf.cli import cli
@@ -74,6 +75,22 @@ def test_predict_reads_stdin_and_prints_json(bundle_dir):
     records = [json.loads(line) for line in result.output.splitlines()]
     assert [r["text"] for r in records] == ["good film", "bad film"]
     assert all(set(r["probs"]) == {"neg", "pos"} and r["label"] in r["probs"] for r in records)
+
+
+def test_predict_top_k_and_threshold_print_the_chosen_labels_most_probable_first(tmp_path):
+    bundle_dir = make_label_bundle(tmp_path / "m", seed=0)  # random weights: no tie between the labels
+    result = run("predict", bundle_dir, "--top-k", "2", "good film")
+    assert result.exit_code == 0, result.output
+    names, confidences, text = result.output.rstrip("\n").split("\t")
+    scores = [float(c) for c in confidences.split(",")]
+    assert sorted(names.split(",")) == ["neg", "pos"] and scores == sorted(scores, reverse=True) and text == "good film"
+    record = json.loads(run("predict", bundle_dir, "--json", "--top-k", "2", "--threshold", "0.5", "good film").output)
+    expected = sorted(((p, n) for n, p in record["probs"].items() if p >= 0.5), reverse=True)
+    assert record["probs"]["neg"] != record["probs"]["pos"]
+    assert record["labels"] == [n for _, n in expected] and record["confidences"] == [p for p, _ in expected]
+    assert record["labels"][0] == record["label"]
+    assert run("predict", bundle_dir, "--threshold", "1", "good film").output == "\t\tgood film\n"  # none passes
+    assert_one_line_error(run("predict", bundle_dir, "--top-k", "0", "x"), "--top-k")
 
 
 def test_console_script_flushes_its_output_and_keeps_exit_codes(bundle_dir, tmp_path):

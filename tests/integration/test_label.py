@@ -3,12 +3,14 @@
 import json
 import os
 
+import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from click.testing import CliRunner
 from conftest import random_texts, read_labeled
 
+import textclf
 from textclf.cli import cli
 from textclf.errors import BundleError, DataError
 from textclf.inference.predictor import Predictor
@@ -51,11 +53,9 @@ def test_inference_calls_are_equal_shares_of_the_actors(rows, actors):
 @pytest.mark.parametrize("fmt", ["parquet", "arrow"])
 def test_every_row_exactly_once_with_errors_for_bad_text(label_bundles, corpus, tmp_path, ray_local, fmt):
     out = tmp_path / "out"
-    manifest = label(
-        label_bundles[0],
-        str(corpus),
-        str(out),
-        LabelConfig(format=fmt, keep_columns=("src", "text"), probabilities=True),
+    # through the Python API, with the CLI's option names
+    manifest = textclf.label(
+        label_bundles[0], str(corpus), str(out), format=fmt, keep_columns=["src", "text"], probabilities=True
     )
     table = read_labeled(out)
     ids = table["id"].to_pylist()
@@ -71,6 +71,33 @@ def test_every_row_exactly_once_with_errors_for_bad_text(label_bundles, corpus, 
     assert dict(zip(ids, table["text"].to_pylist()))["a395"] is None  # the text column itself can be kept
     assert probs_labels(table.schema) == ["neg", "pos"]
     assert 0 < manifest["padding_efficiency"] <= 1 and manifest["tokens_per_s"] > 0
+
+
+def test_chosen_labels_and_scores_read_the_same_in_pyarrow_pandas_and_duckdb(
+    label_bundles, corpus, tmp_path, ray_local
+):
+    import duckdb
+
+    out = tmp_path / "out"
+    manifest = label(
+        label_bundles[0], str(corpus / "sub"), str(out), LabelConfig(probabilities=True, top_k=2, threshold=0.1)
+    )
+    path = out / manifest["outputs"][0]
+    table = pq.read_table(path)
+    frame = pd.read_parquet(path)
+    rows = duckdb.sql(
+        f"SELECT id, label, labels, confidences, scores.neg, scores.pos FROM '{path}' ORDER BY id"
+    ).fetchall()
+    assert len(rows) == len(frame) == table.num_rows == 300
+    by_id = {r["id"]: r for r in table.to_pylist()}
+    for id_, best, chosen, confidences, neg, pos in rows:
+        row = by_id[id_]
+        assert row["scores"] == {"neg": pytest.approx(neg), "pos": pytest.approx(pos)}
+        assert chosen == row["labels"] and chosen[0] == best and confidences == pytest.approx(row["confidences"])
+        assert all(c >= 0.1 for c in confidences)
+    first = frame.iloc[0]
+    assert set(first["scores"]) == {"neg", "pos"} and list(first["labels"]) == by_id[first["id"]]["labels"]
+    assert table.schema.metadata[b"textclf.model_sha256"].decode() == manifest["model_sha256"]
 
 
 def test_labels_equal_predict_for_the_same_text(label_bundles, corpus, tmp_path, ray_local):

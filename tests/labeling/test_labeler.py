@@ -40,6 +40,7 @@ def test_every_row_out_in_order_with_errors_for_unlabelable_text(bundle_dir):
         "confidence",
         "error",
         "probs",
+        "scores",
         "source",
         "_real_tokens",
         "_padded_tokens",
@@ -57,6 +58,23 @@ def test_every_row_out_in_order_with_errors_for_unlabelable_text(bundle_dir):
     assert probs_labels(out.schema) == ["neg", "neu", "pos"]
     probs = out["probs"].to_pylist()
     assert probs[1] is None and abs(sum(probs[0]) - 1) < 1e-5
+
+
+def test_top_k_and_threshold_add_the_chosen_labels_and_scores_name_every_label(bundle_dir):
+    texts = ["good film", "dull plot", None, "great great great film"]
+    out = label_batch(
+        bundle_dir, pa.table({"id": list("abcd"), "text": texts}), top_k=2, threshold=0.2, probabilities=True
+    )
+    assert out.column_names[:8] == ["id", "label", "confidence", "error", "labels", "confidences", "probs", "scores"]
+    assert out.schema.field("scores").type == pa.struct([(name, pa.float32()) for name in ["neg", "neu", "pos"]])
+    scores, probs = out["scores"].to_pylist(), out["probs"].to_pylist()
+    chosen, confidences = out["labels"].to_pylist(), out["confidences"].to_pylist()
+    assert scores[2] is None and chosen[2] is None and confidences[2] is None  # the null text
+    for i in (0, 1, 3):
+        assert list(scores[i]) == ["neg", "neu", "pos"] and list(scores[i].values()) == pytest.approx(probs[i])
+        expected = sorted((p, name) for name, p in scores[i].items() if p >= 0.2)[::-1][:2]
+        assert chosen[i] == [name for _, name in expected] and confidences[i] == pytest.approx([p for p, _ in expected])
+        assert chosen[i][0] == out["label"][i].as_py()  # the best label is the first chosen (when it passes)
 
 
 def test_labels_and_confidences_match_predict(bundle_dir):

@@ -5,12 +5,21 @@ import os
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 
+from textclf import __version__
 from textclf.errors import DataError
 from textclf.labeling.config import LabelConfig
 from textclf.labeling.inputs import InputFile
-from textclf.labeling.output import FileState, RunStats, append_rows, prepare_output, write_manifest
+from textclf.labeling.output import (
+    FileState,
+    RunStats,
+    append_rows,
+    file_metadata,
+    prepare_output,
+    write_manifest,
+)
 
 RUN = {"model_sha256": "abc", "input": "in", "inputs": ["in/a.parquet"], "config": LabelConfig().output_options()}
 
@@ -33,13 +42,18 @@ def test_an_output_appears_only_when_all_its_rows_are_in_and_each_row_once(tmp_p
     out.mkdir()
     assert prepare_output(out, json.loads(json.dumps(RUN)), overwrite=False) is False
     state = FileState(0, InputFile("in/a.parquet", 3), "part-00000-a.parquet", np.zeros(3, bool))
-    append_rows(state, _rows([0, 1]), out, LabelConfig())
+    append_rows(state, _rows([0, 1]), out, LabelConfig(), file_metadata("abc"))
     assert not (out / state.output).exists() and os.path.basename(state.tmp).startswith(".tmp-")
     append_rows(state, _rows([1]), out, LabelConfig())  # a retried batch: row 1 again
-    append_rows(state, _rows([2]), out, LabelConfig())
+    append_rows(state, _rows([2]), out, LabelConfig(), file_metadata("abc"))
     assert (out / state.output).exists() and not os.path.exists(state.tmp)
     manifest = write_manifest(out, RUN, [state], 3, RunStats(), elapsed=1.0)
     assert manifest["rows_labeled"] == 3 and (out / "_SUCCESS").exists()
+    # what made them, in the manifest and in each file (a file copied elsewhere still says so)
+    assert manifest["textclf_version"] == __version__ and manifest["created"].endswith("+00:00")
+    metadata = pq.read_schema(out / state.output).metadata
+    assert metadata[b"textclf.version"] == __version__.encode() and metadata[b"textclf.model_sha256"] == b"abc"
+    assert metadata[b"textclf.created"].decode()[:4].isdigit()
 
 
 def test_the_same_output_with_other_options_is_refused_naming_them(tmp_path):

@@ -5,9 +5,21 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, fields
 
 from textclf.errors import DataError
+from textclf.inference.selection import check_selection
 from textclf.runtime.precision import check_precision
 
 FORMATS = ("parquet", "arrow")
+# the options that shape the output; the others (speed, placement) may change on a rerun
+OUTPUT_OPTIONS = (
+    "text_column",
+    "id_column",
+    "keep_columns",
+    "probabilities",
+    "top_k",
+    "threshold",
+    "format",
+    "precision",
+)
 
 
 @dataclass(frozen=True)
@@ -15,7 +27,9 @@ class LabelConfig:
     text_column: str = "text"
     id_column: str = "id"
     keep_columns: tuple[str, ...] = ()
-    probabilities: bool = False
+    probabilities: bool = False  # add `scores` (label name -> probability) and `probs` (a list, order in metadata)
+    top_k: int = 1  # with threshold: add `labels` / `confidences`, the chosen labels most probable first
+    threshold: float = 0.0
     format: str = "parquet"
     concurrency: int | None = None  # inference actors; None: one per GPU, or one per CPU core
     use_gpu: bool = False
@@ -31,16 +45,12 @@ class LabelConfig:
         if self.batch_tokens is not None and self.batch_tokens < 1:
             raise DataError(f"--batch-tokens must be >= 1, got {self.batch_tokens}")
         check_precision(self.precision)
+        check_selection(self.top_k, self.threshold)
         if self.stall_timeout_s <= 0:
             raise DataError(f"--stall-timeout must be > 0, got {self.stall_timeout_s}")
 
     def output_options(self) -> dict:
-        """The options that shape the output; the others (speed, placement) may change on a rerun."""
-        return {
-            k: v
-            for k, v in asdict(self).items()
-            if k in ("text_column", "id_column", "keep_columns", "probabilities", "format", "precision")
-        }
+        return {k: v for k, v in asdict(self).items() if k in OUTPUT_OPTIONS}
 
 
 LABEL_DEFAULTS = {f.name: f.default for f in fields(LabelConfig)}  # what `textclf label --help` shows

@@ -4,7 +4,7 @@
   why the row cannot be labeled (null, empty, whitespace-only, wrong type, bad UTF-8). CPU tasks run it
   ahead of GPU actors; CPU actors run it themselves (`text_column`);
 - `BatchLabeler` (inference actors, GPU or CPU): loads the bundle once, then turns ids into `label`,
-  `confidence` (+ `probs`) with length-bucketed, padded batches.
+  `confidence` (+ `labels` / `confidences`, + `probs` / `scores`) with length-bucketed, padded batches.
 
 Every input row comes out, in order, so no row is ever dropped.
 """
@@ -21,6 +21,7 @@ import pyarrow as pa
 
 from textclf.bundle import read_bundle_meta, read_bundle_tokenizer
 from textclf.errors import DataError
+from textclf.inference.selection import selects, top_labels
 from textclf.runtime.faults import fire_limited
 from textclf.text.batching import PaddingStats
 from textclf.text.encoding import list_arrays, text_encoder
@@ -77,6 +78,8 @@ class BatchLabeler:
         model_dir: str,
         keep_columns: Sequence[str] = (),
         probabilities: bool = False,
+        top_k: int = 1,
+        threshold: float = 0.0,
         device: str | None = None,
         batch_tokens: int | None = None,
         precision: str = "auto",
@@ -94,6 +97,7 @@ class BatchLabeler:
         self.keep_columns = list(keep_columns)
         self.node = _node_id()
         self.probabilities = probabilities
+        self.top_k, self.threshold = top_k, threshold
 
     @property
     def labels(self) -> list[str]:
@@ -102,7 +106,7 @@ class BatchLabeler:
     def output_schema(self, batch_schema: pa.Schema) -> pa.Schema:
         kept = [batch_schema.field(name) for name in self.keep_columns]
         stats = [pa.field(n, pa.int64()) for n in STATS[:-1]] + [pa.field("_node", pa.string())]
-        return output_schema(self.labels, self.probabilities, kept + stats)
+        return output_schema(self.labels, self.probabilities, kept + stats, selects(self.top_k, self.threshold))
 
     def __call__(self, batch: pa.Table) -> pa.Table:
         if fire_limited("actor_crash"):
@@ -126,16 +130,46 @@ class BatchLabeler:
             "confidence": pa.array(probs[np.arange(len(best)), best], pa.float32(), mask=~ok),
             "error": batch.column("error"),
         }
+        if selects(self.top_k, self.threshold):
+            columns["labels"], columns["confidences"] = chosen_columns(
+                probs, ok, self.labels, self.top_k, self.threshold
+            )
         if self.probabilities:
-            flat = pa.array(probs.ravel(), pa.float32())
-            offsets = pa.array(np.arange(0, probs.size + 1, len(self.labels), dtype=np.int32))
-            columns["probs"] = pa.ListArray.from_arrays(offsets, flat, mask=pa.array(~ok))
+            columns["probs"], columns["scores"] = score_columns(probs, ok, self.labels)
         for name in self.keep_columns:
             columns[name] = batch.column(name)
         for name, value in zip(STATS, (padding.real_tokens, padding.padded_tokens, batch.num_rows)):
             columns[name] = pa.array([value] + [0] * (batch.num_rows - 1), pa.int64())
         columns["_node"] = pa.array([self.node] + [None] * (batch.num_rows - 1), pa.string())
         return pa.Table.from_pydict(columns, schema=self.output_schema(batch.schema))
+
+
+def chosen_columns(probs: np.ndarray, ok: np.ndarray, labels: Sequence[str], top_k: int, threshold: float):
+    """`labels` (list<string>) and `confidences` (list<float32>): each row's chosen labels, most probable
+    first; null where the row has an error."""
+    chosen = top_labels(probs, top_k, threshold)
+    counts = [len(c) for c in chosen]
+    offsets = pa.array(np.concatenate([[0], np.cumsum(counts)]).astype(np.int32))
+    flat = np.concatenate(chosen) if chosen else np.zeros(0, np.int64)
+    scores = probs[np.repeat(np.arange(len(chosen)), counts), flat]
+    mask = pa.array(~ok)
+    return (
+        pa.ListArray.from_arrays(offsets, pa.array(labels).take(flat), mask=mask),
+        pa.ListArray.from_arrays(offsets, pa.array(scores, pa.float32()), mask=mask),
+    )
+
+
+def score_columns(probs: np.ndarray, ok: np.ndarray, labels: Sequence[str]):
+    """`probs` (list<float32>, label order in the schema metadata) and `scores` (a struct with one float32
+    field per label name, which any reader shows by name); null where the row has an error."""
+    mask = pa.array(~ok)
+    offsets = pa.array(np.arange(0, probs.size + 1, len(labels), dtype=np.int32))
+    listed = pa.ListArray.from_arrays(offsets, pa.array(probs.ravel(), pa.float32()), mask=mask)
+    fields = [pa.field(name, pa.float32()) for name in labels]
+    named = pa.StructArray.from_arrays(
+        [pa.array(probs[:, i], pa.float32()) for i in range(len(labels))], fields=fields, mask=mask
+    )
+    return listed, named
 
 
 def _node_id() -> str | None:
@@ -147,16 +181,22 @@ def _node_id() -> str | None:
         return None
 
 
-def output_schema(labels: Sequence[str], probabilities: bool, extra: Sequence[pa.Field] = ()) -> pa.Schema:
-    """id, label, confidence, error (+ probs, label names in the metadata) + extra fields."""
+def output_schema(
+    labels: Sequence[str], probabilities: bool, extra: Sequence[pa.Field] = (), selection: bool = False
+) -> pa.Schema:
+    """id, label, confidence, error (+ labels, confidences) (+ probs, label names in the metadata, and
+    scores, a struct of one field per label) + extra fields."""
     fields = [
         pa.field("id", pa.string()),
         pa.field("label", pa.string()),
         pa.field("confidence", pa.float32()),
         pa.field("error", pa.string()),
     ]
+    if selection:
+        fields += [pa.field("labels", pa.list_(pa.string())), pa.field("confidences", pa.list_(pa.float32()))]
     if probabilities:
         fields.append(pa.field("probs", pa.list_(pa.float32())))
+        fields.append(pa.field("scores", pa.struct([pa.field(name, pa.float32()) for name in labels])))
     metadata = {PROBS_LABELS_KEY: "\t".join(labels).encode()} if probabilities else None
     return pa.schema(fields + list(extra), metadata=metadata)
 

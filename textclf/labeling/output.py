@@ -15,14 +15,17 @@ import signal
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from textclf import __version__
 from textclf.errors import DataError, PartialFailure
 from textclf.files import TMP_PREFIX, temporary_sibling, write_atomically
+from textclf.inference.selection import selects
 from textclf.labeling.config import LabelConfig
 from textclf.labeling.inputs import InputFile
 from textclf.runtime.faults import fault
@@ -129,13 +132,30 @@ def output_name(index: int, path: str, fmt: str) -> str:
     return f"part-{index:05d}-{stem}.{'parquet' if fmt == 'parquet' else 'arrow'}"
 
 
-def append_rows(state: FileState, part: pa.Table, out: Path, config: LabelConfig) -> None:
+def file_metadata(model_sha256: str) -> dict[bytes, bytes]:
+    """Schema metadata of every output file, so a file copied elsewhere still says what made it."""
+    return {
+        b"textclf.version": __version__.encode(),
+        b"textclf.model_sha256": model_sha256.encode(),
+        b"textclf.created": utc_now().encode(),
+    }
+
+
+def utc_now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def append_rows(
+    state: FileState, part: pa.Table, out: Path, config: LabelConfig, metadata: dict[bytes, bytes] | None = None
+) -> None:
     rows = part["_row"].to_numpy()
     fresh = ~state.seen[rows]
     if not fresh.all():  # a retried batch: keep each row once
         part, rows = part.filter(pa.array(fresh)), rows[fresh]
     state.seen[rows] = True
     table = part.drop_columns(["_file", "_row"])
+    if metadata:
+        table = table.replace_schema_metadata({**(table.schema.metadata or {}), **metadata})
     if state.writer is None:
         state.tmp = str(temporary_sibling(out / state.output))
         state.writer = (
@@ -155,13 +175,22 @@ def append_rows(state: FileState, part: pa.Table, out: Path, config: LabelConfig
         _pause_after_commit(out)
 
 
-def commit_empty(state: FileState, filesystem, out: Path, config: LabelConfig, labels: list[str]) -> None:
+def commit_empty(
+    state: FileState,
+    filesystem,
+    out: Path,
+    config: LabelConfig,
+    labels: list[str],
+    metadata: dict[bytes, bytes] | None = None,
+) -> None:
     """An input with no rows still gets its (empty) output, so every input maps to an output."""
     from textclf.labeling.labeler import output_schema
 
     with filesystem.open_input_file(state.source.path) as handle:
         input_schema = pq.ParquetFile(handle).schema_arrow
-    schema = output_schema(labels, config.probabilities, [input_schema.field(c) for c in config.keep_columns])
+    kept = [input_schema.field(c) for c in config.keep_columns]
+    schema = output_schema(labels, config.probabilities, kept, selects(config.top_k, config.threshold))
+    schema = schema.with_metadata({**(schema.metadata or {}), **(metadata or {})})
 
     def write(tmp: Path) -> None:
         if config.format == "parquet":
@@ -206,6 +235,8 @@ def write_manifest(
             rows_labeled += len(errors) - n_err
     rows_in = sum(s.source.rows or 0 for s in states)
     manifest = {
+        "textclf_version": __version__,
+        "created": utc_now(),
         "model_sha256": run["model_sha256"],
         "input": run["input"],
         "inputs": inputs,
