@@ -126,3 +126,27 @@ def test_weights_are_as_readable_as_the_metadata(tmp_path):
         os.umask(old)
     modes = {name: stat.S_IMODE(os.stat(directory / name).st_mode) for name in ("model.safetensors", "model.json")}
     assert modes == {"model.safetensors": 0o644, "model.json": 0o644}  # safetensors alone writes 0600
+
+
+def test_a_bundle_on_object_storage_is_copied_once_and_checked(tmp_path, s3_bucket, monkeypatch):
+    import boto3
+
+    directory, _, _ = _bundle(tmp_path)
+    s3, bucket = boto3.client("s3"), s3_bucket.removeprefix("s3://")
+    for f in directory.iterdir():
+        if f.is_file():
+            s3.upload_file(str(f), bucket, f"m/{f.name}")
+    monkeypatch.setenv("TEXTCLF_CACHE", str(tmp_path / "cache"))
+    expected = Predictor(str(directory)).predict_proba(TEXTS)
+    np.testing.assert_array_equal(Predictor(f"{s3_bucket}/m").predict_proba(TEXTS), expected)
+    copies = list((tmp_path / "cache" / "bundles").iterdir())
+    assert len(copies) == 1 and (copies[0] / "model.safetensors").is_file()
+    Predictor(f"{s3_bucket}/m")  # the copy is reused
+    assert list((tmp_path / "cache" / "bundles").iterdir()) == copies
+    # weights changed behind model.json's back: refused, as on disk
+    s3.put_object(Bucket=bucket, Key="n/model.json", Body=(directory / "model.json").read_bytes())
+    s3.put_object(Bucket=bucket, Key="n/model.safetensors", Body=b"not the weights")
+    with pytest.raises(BundleError, match="sha256|corrupt|safetensors"):
+        load_bundle(f"{s3_bucket}/n")
+    with pytest.raises(BundleError, match="not a readable model bundle"):
+        load_bundle(f"{s3_bucket}/nothing-here")

@@ -12,12 +12,17 @@ import hashlib
 import json
 import os
 import platform
+import shutil
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import pyarrow.fs as pafs
+
 from textclf.errors import BundleError, one_line
-from textclf.files import write_atomically
+from textclf.files import TMP_PREFIX, write_atomically
+from textclf.storage import is_uri
 from textclf.text.tokenizer import TokenizerConfig
 from textclf.text.vocab import Vocab
 from textclf.text.wordpiece import TOKENIZER_FILE, WordPieceTokenizer
@@ -140,10 +145,44 @@ def save_bundle(
     return directory
 
 
+def local_bundle(spec: str | Path) -> Path:
+    """A bundle folder on disk: a local one as it is; one on an object store or any filesystem pyarrow
+    reaches (`s3://...`) copied once into textclf's cache, where it is then checked like any bundle."""
+    if not is_uri(spec):
+        return Path(spec)
+    from textclf.storage import Folder
+    from textclf.wheels import cache_dir
+
+    source = Folder(spec)
+    try:
+        meta = json.loads(source.read_text(META))
+        files = [WEIGHTS, META] + ([meta["tokenizer"]["file"]] if "file" in meta.get("tokenizer", {}) else [])
+    except (OSError, ValueError, TypeError, AttributeError) as e:
+        raise BundleError(f"{spec} is not a readable model bundle: {one_line(e)}") from None
+    key = hashlib.sha256(f"{spec}\n{meta.get('weights_sha256')}".encode()).hexdigest()[:16]
+    target = cache_dir() / "bundles" / key
+    if (target / META).is_file():
+        return target
+    partial = target.with_name(f"{TMP_PREFIX}{uuid.uuid4().hex}-{key}")
+    partial.mkdir(parents=True)
+    try:
+        for name in files:
+            pafs.copy_files(source.path(name), str(partial / name), source_filesystem=source.fs)
+        if sha256_file(partial / WEIGHTS) != meta.get("weights_sha256"):  # no bad copy is kept
+            raise BundleError(f"{spec}/{WEIGHTS} does not match the sha256 recorded in {META}: the file is corrupt")
+        os.rename(partial, target)  # whole or not at all; another process may have got there first
+    except OSError as e:
+        if not (target / META).is_file():
+            raise BundleError(f"cannot copy the bundle {spec}: {one_line(e)}") from None
+    finally:
+        shutil.rmtree(partial, ignore_errors=True)
+    return target
+
+
 def read_bundle_meta(directory: str | Path, verify_weights: bool = True) -> dict[str, Any]:
     """model.json, after checking the folder is a bundle and (by default) that its weights are intact,
     so commands that start from the metadata (label) refuse a corrupt bundle before any work."""
-    directory = Path(directory)
+    directory = local_bundle(directory)
     if not directory.is_dir():
         raise BundleError(f"{directory} is not a model bundle: no such folder")
     for name in (META, WEIGHTS):
@@ -168,7 +207,7 @@ def read_bundle_tokenizer(directory: str | Path, meta: dict[str, Any]) -> Tokeni
     recorded = meta["tokenizer"]
     if "file" not in recorded:
         return TokenizerConfig(**recorded)
-    path = Path(directory) / recorded["file"]
+    path = local_bundle(directory) / recorded["file"]
     try:
         tokenizer = WordPieceTokenizer(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError) as e:
@@ -186,7 +225,7 @@ def load_bundle(directory: str | Path, device: str | torch.device = "cpu") -> Bu
 
     from textclf.models import create_model
 
-    directory = Path(directory)
+    directory = local_bundle(directory)
     meta = read_bundle_meta(directory)
     try:
         model = create_model(meta["arch"], **meta["model_config"])

@@ -11,9 +11,11 @@ import subprocess
 import sys
 import threading
 import time
+from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.dataset as ds
+import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 import pytest
 from click.testing import CliRunner
@@ -206,3 +208,41 @@ def test_output_that_cannot_be_written_is_a_clear_error(label_bundles, tmp_path,
     monkeypatch.delenv("TEXTCLF_FAULTS")
     manifest = label(label_bundles[0], str(corpus), str(out))  # the rerun recovers
     assert manifest["rows_labeled"] == 600 and (out / "_SUCCESS").exists()
+
+
+@pytest.mark.slow
+def test_bundle_input_and_output_on_s3_survive_kill_9_and_rerun(label_bundles, tmp_path, s3_bucket, monkeypatch):
+    """Bundle, INPUT and OUTPUT on an S3 server (moto's, local): the same contract as on disk."""
+    import boto3
+
+    s3, bucket = boto3.client("s3"), s3_bucket.removeprefix("s3://")
+    for f in Path(label_bundles[0]).iterdir():
+        s3.upload_file(str(f), bucket, f"models/m/{f.name}")
+    for f in _corpus(tmp_path / "in").iterdir():
+        s3.upload_file(str(f), bucket, f"in/{f.name}")
+    monkeypatch.setenv("TEXTCLF_CACHE", str(tmp_path / "cache"))  # the bundle is copied from S3, not found
+    model, inputs, out = f"{s3_bucket}/models/m", f"{s3_bucket}/in", f"{s3_bucket}/labeled"
+    filesystem, _ = pafs.FileSystem.from_uri(out)
+
+    def objects() -> list[str]:
+        listing = s3.list_objects_v2(Bucket=bucket, Prefix="labeled/").get("Contents", [])
+        return sorted(o["Key"].removeprefix("labeled/") for o in listing if o["Key"] != "labeled/")  # no marker
+
+    proc = _label_process(model, inputs, out, "pause_after_commits=2")
+    try:
+        _wait_for(proc, "paused")  # two inputs committed, the others in flight
+    finally:
+        kill_session(proc)
+    committed = [k for k in objects() if k.startswith("part-")]
+    assert len(committed) == 2 and "_SUCCESS" not in objects()
+    assert all(pq.read_table(f"{bucket}/labeled/{k}", filesystem=filesystem).num_rows == 300 for k in committed)
+
+    rerun = _label_process(model, inputs, out)
+    assert rerun.wait(timeout=300) == 0, rerun.stderr.read()
+    assert [k for k in objects() if not k.startswith("part-")] == ["_SUCCESS", "_manifest.json", "_run.json"]
+    parts = [pq.read_table(f"{bucket}/labeled/{k}", filesystem=filesystem) for k in objects() if k.startswith("part-")]
+    ids = [i for part in parts for i in part["id"].to_pylist()]
+    assert len(ids) == len(set(ids)) == 1200  # every row once
+    with filesystem.open_input_stream(f"{bucket}/labeled/_manifest.json") as f:
+        manifest = json.loads(f.read())
+    assert manifest["rows_this_run"] == 600 and manifest["rows_labeled"] == 1200

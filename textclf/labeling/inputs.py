@@ -28,10 +28,10 @@ class InputFile:
 
 
 def discover_inputs(spec: str, exclude: str | None = None) -> tuple[pafs.FileSystem, list[InputFile]]:
-    """The filesystem and the input files in sorted order (stable across reruns). Files under the local
-    folder `exclude` (the run's OUTPUT, which may sit inside INPUT) are not inputs."""
+    """The filesystem and the input files in sorted order (stable across reruns). Files under the folder
+    `exclude` (the run's OUTPUT, which may sit inside INPUT) are not inputs."""
     filesystem, paths = _find_parquet(spec)
-    if exclude and isinstance(filesystem, pafs.LocalFileSystem):
+    if exclude:
         paths = [p for p in paths if not p.startswith(exclude.rstrip("/") + "/")]
     if not paths:
         raise DataError(f"INPUT {spec} holds no Parquet files")

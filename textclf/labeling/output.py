@@ -1,7 +1,8 @@
-"""The labeled OUTPUT's protocol, Ray-free: one run at a time (a lock), the same run or none (`_run.json`),
-each input's rows streamed into a hidden temporary file and renamed into place when all are in (the
-commit: an output appears whole or not at all, and a rerun redoes only what was not committed), and the
-manifest written last, with `_SUCCESS` when every input was read.
+"""The labeled OUTPUT's protocol, Ray-free: one run at a time (a lock, on local disks), the same run or
+none (`_run.json`), each input's rows streamed into a hidden temporary file and moved into place when all
+are in (the commit: an output appears whole or not at all, and a rerun redoes only what was not
+committed), and the manifest written last, with `_SUCCESS` when every input was read. OUTPUT is a local
+folder or one on any filesystem pyarrow reaches (textclf.storage.Folder).
 """
 
 from __future__ import annotations
@@ -24,11 +25,11 @@ import pyarrow.parquet as pq
 
 from textclf import __version__
 from textclf.errors import DataError, PartialFailure
-from textclf.files import TMP_PREFIX, temporary_sibling, write_atomically
 from textclf.inference.selection import selects
 from textclf.labeling.config import LabelConfig
 from textclf.labeling.inputs import InputFile
 from textclf.runtime.faults import fault
+from textclf.storage import Folder, is_temporary
 from textclf.text.batching import PaddingStats
 
 RUN, MANIFEST, SUCCESS = "_run.json", "_manifest.json", "_SUCCESS"
@@ -44,6 +45,8 @@ class FileState:
     output: str
     seen: np.ndarray
     tmp: str | None = None
+    out: Folder | None = None
+    sink: object = None  # the temporary file's stream
     writer: object = None
     done: int = 0
     failed: str | None = None
@@ -59,16 +62,18 @@ class RunStats:
 
 
 @contextlib.contextmanager
-def locked(out: Path) -> Iterator[None]:
-    """Hold OUTPUT's lock for the run, so a second run on the same OUTPUT is refused, not interleaved."""
+def locked(out: Folder) -> Iterator[None]:
+    """Hold OUTPUT's lock for the run, so a second run on the same OUTPUT is refused, not interleaved.
+    Object stores have no lock: there, one run at a time per OUTPUT is the user's to keep."""
     try:
-        out.mkdir(parents=True, exist_ok=True)
-        handle = open(out / LOCK, "a")
+        out.mkdir()
+        handle = open(out.path(LOCK), "a") if out.local else contextlib.nullcontext()
     except OSError as e:
         raise DataError(f"cannot write to OUTPUT {out}: {e.strerror or e}") from None
     with handle:
         try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            if out.local:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             raise DataError(
                 f"OUTPUT {out} is in use by another textclf label run; wait for it to finish or use another OUTPUT"
@@ -82,33 +87,32 @@ def discard_uncommitted(states: list[FileState]) -> None:
         if state.writer is not None and state.done != state.source.rows:
             with contextlib.suppress(Exception):
                 state.writer.close()
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(state.tmp)
+                state.sink.close()
+            with contextlib.suppress(Exception):
+                state.out.fs.delete_file(state.tmp)
             state.writer = None
 
 
-def prepare_output(out: Path, run: dict, overwrite: bool) -> bool:
+def prepare_output(out: Folder, run: dict, overwrite: bool) -> bool:
     """Create or check OUTPUT; True when it already holds this exact finished run."""
-    if overwrite and out.exists():
-        for child in out.iterdir():
-            if child.is_file() and child.name != LOCK:
-                child.unlink()
-    for stray in out.glob(TMP_PREFIX + "*"):  # left by a run that was killed mid-write
-        stray.unlink()
-    run_file = out / RUN
-    if run_file.exists():
-        previous = json.loads(run_file.read_text())
+    names = out.names()
+    for name in names:
+        if (overwrite and name != LOCK) or is_temporary(name):  # temporaries: left by a killed run
+            out.delete(name)
+    names = out.names()
+    if RUN in names:
+        previous = json.loads(out.read_text(RUN))
         if previous != run:
             raise DataError(
                 f"OUTPUT {out} holds a run with a different {_difference(previous, run)}; "
                 "use another OUTPUT or --overwrite"
             )
-        if (out / SUCCESS).exists():
+        if SUCCESS in names:
             return True
-    elif any(child.name != LOCK for child in out.iterdir()):
+    elif any(name != LOCK for name in names):
         raise DataError(f"OUTPUT {out} is not empty and holds no textclf run; use another OUTPUT or --overwrite")
-    run_file.write_text(json.dumps(run, indent=1))
-    (out / MANIFEST).unlink(missing_ok=True)
+    out.write_text(RUN, json.dumps(run, indent=1))
+    out.delete(MANIFEST)
     return False
 
 
@@ -146,7 +150,7 @@ def utc_now() -> str:
 
 
 def append_rows(
-    state: FileState, part: pa.Table, out: Path, config: LabelConfig, metadata: dict[bytes, bytes] | None = None
+    state: FileState, part: pa.Table, out: Folder, config: LabelConfig, metadata: dict[bytes, bytes] | None = None
 ) -> None:
     rows = part["_row"].to_numpy()
     fresh = ~state.seen[rows]
@@ -157,11 +161,12 @@ def append_rows(
     if metadata:
         table = table.replace_schema_metadata({**(table.schema.metadata or {}), **metadata})
     if state.writer is None:
-        state.tmp = str(temporary_sibling(out / state.output))
+        state.tmp, state.out = out.temporary(state.output), out
+        state.sink = out.open_output(state.tmp)
         state.writer = (
-            pq.ParquetWriter(state.tmp, table.schema)
+            pq.ParquetWriter(state.sink, table.schema)
             if config.format == "parquet"
-            else pa.ipc.new_file(state.tmp, table.schema)
+            else pa.ipc.new_file(state.sink, table.schema)
         )
     if fault("disk_full") is not None:
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
@@ -171,14 +176,15 @@ def append_rows(
         os.kill(os.getpid(), signal.SIGKILL)  # as a power cut would: rows on disk, the file not closed
     if state.done == state.source.rows:
         state.writer.close()
-        os.replace(state.tmp, out / state.output)  # the commit: the output appears whole or not at all
+        state.sink.close()
+        out.move_into_place(state.tmp, state.output)  # the commit: the output appears whole or not at all
         _pause_after_commit(out)
 
 
 def commit_empty(
     state: FileState,
     filesystem,
-    out: Path,
+    out: Folder,
     config: LabelConfig,
     labels: list[str],
     metadata: dict[bytes, bytes] | None = None,
@@ -192,32 +198,33 @@ def commit_empty(
     schema = output_schema(labels, config.probabilities, kept, selects(config.top_k, config.threshold))
     schema = schema.with_metadata({**(schema.metadata or {}), **(metadata or {})})
 
-    def write(tmp: Path) -> None:
+    tmp = out.temporary(state.output)
+    with out.open_output(tmp) as sink:
         if config.format == "parquet":
-            pq.write_table(schema.empty_table(), tmp)
+            pq.write_table(schema.empty_table(), sink)
         else:
-            with pa.ipc.new_file(str(tmp), schema) as writer:
+            with pa.ipc.new_file(sink, schema) as writer:
                 writer.write_table(schema.empty_table())
+    out.move_into_place(tmp, state.output)
 
-    write_atomically(out / state.output, write)
 
-
-def _pause_after_commit(out: Path) -> None:
+def _pause_after_commit(out: Folder) -> None:
     """Fault `pause_after_commits=N`: stop still after the Nth commit, for a test to kill the run there."""
     after = fault("pause_after_commits")
-    if after is not None and len(list(out.glob("part-*"))) >= int(after):
+    if after is not None and len([n for n in out.names() if n.startswith("part-")]) >= int(after):
         print("paused", flush=True)
         time.sleep(24 * 3600)
 
 
 def write_manifest(
-    out: Path, run: dict, states: list[FileState], rows_done: int, stats: RunStats, elapsed: float
+    out: Folder, run: dict, states: list[FileState], rows_done: int, stats: RunStats, elapsed: float
 ) -> dict:
     padding = stats.padding
     inputs, failed = [], []
     rows_labeled = rows_error = 0
+    present = set(out.names())
     for s in states:
-        committed = (out / s.output).exists()
+        committed = s.output in present
         error = s.source.error or s.failed or (None if committed else "not labeled")
         entry = {
             "path": s.source.path,
@@ -229,7 +236,7 @@ def write_manifest(
         if error:
             failed.append({"path": s.source.path, "error": error})
         elif committed:
-            errors = _read_output(out / s.output).column("error")
+            errors = _read_output(out, s.output).column("error")
             n_err = len(errors) - errors.null_count
             rows_error += n_err
             rows_labeled += len(errors) - n_err
@@ -254,16 +261,14 @@ def write_manifest(
         "padding_efficiency": round(padding.efficiency, 4) if rows_done else None,
         "rows_per_node": stats.rows_per_node,
     }
-    write_atomically(out / MANIFEST, lambda tmp: tmp.write_text(json.dumps(manifest, indent=1)))
+    out.write_text(MANIFEST, json.dumps(manifest, indent=1))
     if not failed:
-        (out / SUCCESS).write_text(json.dumps(manifest, indent=1))
+        out.write_text(SUCCESS, json.dumps(manifest, indent=1))
     else:
-        raise PartialFailure(f"{len(failed)} input file(s) could not be labeled; see {out / MANIFEST}")
+        raise PartialFailure(f"{len(failed)} input file(s) could not be labeled; see {out.path(MANIFEST)}")
     return manifest
 
 
-def _read_output(path: Path) -> pa.Table:
-    if path.suffix == ".parquet":
-        return pq.read_table(path)
-    with pa.OSFile(str(path)) as f:
-        return pa.ipc.open_file(f).read_all()
+def _read_output(out: Folder, name: str) -> pa.Table:
+    with out.open_input(name) as f:
+        return pq.read_table(f) if name.endswith(".parquet") else pa.ipc.open_file(f).read_all()

@@ -43,6 +43,7 @@ from textclf.labeling.output import (
 from textclf.runtime.faults import worker_env
 from textclf.runtime.precision import check_local_precision
 from textclf.runtime.progress import Progress
+from textclf.storage import Folder, is_uri
 
 READ_ROWS = 4096  # rows per chunk read from an input file
 CPU_CALLS_IN_FLIGHT = 2  # calls queued at a CPU inference actor, the one it runs included
@@ -63,8 +64,8 @@ def label(
     config = config or LabelConfig()
     meta = read_bundle_meta(model_dir)  # a folder that is not a bundle fails here, before anything
     check_local_precision(config.precision, config.use_gpu, address)
-    out = Path(output)
-    filesystem, inputs = discover_inputs(input_spec, exclude=str(out.resolve()))
+    out = Folder(output)
+    filesystem, inputs = discover_inputs(input_spec, exclude=out.root)
     # what makes a run the same run; through JSON so it compares equal to the stored copy
     run = json.loads(
         json.dumps(
@@ -79,7 +80,7 @@ def label(
     with locked(out):
         try:
             if prepare_output(out, run, overwrite):
-                return {**json.loads((out / MANIFEST).read_text()), "already_complete": True}
+                return {**json.loads(out.read_text(MANIFEST)), "already_complete": True}
         except OSError as e:
             raise DataError(f"cannot write to OUTPUT {out}: {e.strerror or e}") from None
         _check_columns(filesystem, inputs, config)
@@ -87,7 +88,8 @@ def label(
             FileState(i, f, output_name(i, f.path, config.format), np.zeros(f.rows or 0, bool))
             for i, f in enumerate(inputs)
         ]
-        pending = [s for s in states if s.source.error is None and not (out / s.output).exists()]
+        present = set(out.names())
+        pending = [s for s in states if s.source.error is None and s.output not in present]
         started, stats = time.monotonic(), RunStats()
         metadata = file_metadata(meta["weights_sha256"])
         for state in [s for s in pending if s.source.rows == 0]:
@@ -160,7 +162,7 @@ def _run_pipeline(
     model_dir: str,
     filesystem,
     pending: list[FileState],
-    out: Path,
+    out: Folder,
     config: LabelConfig,
     address: str | None,
     stats: RunStats,
@@ -195,7 +197,7 @@ def _run_pipeline(
                 keep_columns=list(config.keep_columns),
             ),
         )
-        model_dir = str(Path(model_dir).resolve())
+        model_dir = model_dir if is_uri(model_dir) else str(Path(model_dir).resolve())
         if config.use_gpu:  # tokenizing stays on CPU tasks, so GPU actors only run the model
             chunks = chunks.map_batches(
                 encode_texts, batch_format="pyarrow", fn_kwargs=dict(model_dir=model_dir, text_column="_text")
