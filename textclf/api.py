@@ -36,6 +36,11 @@ class Classifier:
         """Label names, in the order of `predict_proba`'s columns."""
         return list(self._predictor.labels)
 
+    @property
+    def multi_label(self) -> bool:
+        """Whether a text may get any number of labels (one probability per label) rather than one."""
+        return self._predictor.multi_label
+
     def predict_proba(self, texts: Sequence[str]) -> np.ndarray:
         """[len(texts), len(labels)] float32 probabilities."""
         texts = _texts(texts)
@@ -45,22 +50,29 @@ class Classifier:
             probs[ok] = self._predictor.predict_proba([t for t, good in zip(texts, ok) if good])
         return probs
 
-    def predict(self, texts: Sequence[str]) -> list[str | None]:
-        """The most probable label of each text."""
-        return [chosen[0][0] if chosen else None for chosen in self.predict_top(texts)]
+    def predict(self, texts: Sequence[str]) -> list[str | None] | list[list[str]]:
+        """Each text's most probable label (None for an empty text); for a multi-label model, the list of
+        labels it chose (at or above their tuned thresholds)."""
+        chosen = self.predict_top(texts)
+        if self.multi_label:
+            return [[name for name, _ in picks] for picks in chosen]
+        return [picks[0][0] if picks else None for picks in chosen]
 
     def predict_top(
-        self, texts: Sequence[str], top_k: int = 1, threshold: float = 0.0
+        self, texts: Sequence[str], top_k: int | None = None, threshold: float | None = None
     ) -> list[list[tuple[str, float]]]:
         """Each text's `top_k` most probable labels with probability >= `threshold`, as (label, probability),
-        most probable first; possibly none."""
+        most probable first; possibly none. Defaults: 1 label, or for a multi-label model all labels at or
+        above their tuned thresholds."""
         check_selection(top_k, threshold)
         return self.choose(self.predict_proba(texts), top_k, threshold)
 
-    def choose(self, probs: np.ndarray, top_k: int = 1, threshold: float = 0.0) -> list[list[tuple[str, float]]]:
+    def choose(
+        self, probs: np.ndarray, top_k: int | None = None, threshold: float | None = None
+    ) -> list[list[tuple[str, float]]]:
         """`predict_top` for probabilities already computed by `predict_proba`."""
         ok = ~np.isnan(probs).any(axis=1)
-        chosen = top_labels(np.nan_to_num(probs), top_k, threshold)
+        chosen = top_labels(np.nan_to_num(probs), top_k, threshold, self._predictor.thresholds)
         names = self.labels
         return [
             [(names[i], float(row[i])) for i in picks] if good else [] for picks, row, good in zip(chosen, probs, ok)

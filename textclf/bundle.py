@@ -52,6 +52,16 @@ class Bundle:
     def weights_sha256(self) -> str:
         return self.info.get("weights_sha256", "")
 
+    @property
+    def multi_label(self) -> bool:
+        """Any number of labels per text (a sigmoid each) rather than exactly one (a softmax)."""
+        return bool(self.info.get("multi_label", False))
+
+    @property
+    def thresholds(self) -> list[float] | None:
+        """A multi-label model's per-label decision thresholds, tuned on the validation split."""
+        return self.info.get("thresholds") if self.multi_label else None
+
 
 def sha256_file(path: Path) -> str:
     digest = hashlib.sha256()

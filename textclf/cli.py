@@ -105,9 +105,11 @@ def train(train_path, validation_path, out_dir, config_path, resume, address, st
     summary = run_training(
         config, train_path, validation_path, out_dir, resume=resume, address=address, storage=storage
     )
+    micro = f"micro-F1 {summary['val_micro_f1']:.4f}, " if "val_micro_f1" in summary else ""
+    accuracy = "subset accuracy" if micro else "accuracy"
     click.echo(
-        f"best epoch {summary['best_epoch']} of {summary['epochs_run']}: validation accuracy "
-        f"{summary['val_accuracy']:.4f}, macro-F1 {summary['val_macro_f1']:.4f}, "
+        f"best epoch {summary['best_epoch']} of {summary['epochs_run']}: validation {accuracy} "
+        f"{summary['val_accuracy']:.4f}, {micro}macro-F1 {summary['val_macro_f1']:.4f}, "
         f"padding efficiency {summary['padding_efficiency']:.3f}, {summary['training_time_s']:.1f} s"
     )
     click.echo(f"bundle: {summary['bundle']}  (report: {summary['bundle']}/report)")
@@ -121,10 +123,16 @@ def train(train_path, validation_path, out_dir, config_path, resume, address, st
         )
     )
     baselines = summary["baselines_macro_f1"]
-    click.echo(
-        f"baselines on the same validation rows: majority label macro-F1 {baselines['majority']:.4f}, "
-        f"naive Bayes {baselines['naive_bayes']:.4f}"
-    )
+    if micro:
+        click.echo(
+            "baseline on the same validation rows: the most frequent label for every text, micro-F1 "
+            f"{baselines['most_frequent_label']:.4f}"
+        )
+    else:
+        click.echo(
+            f"baselines on the same validation rows: majority label macro-F1 {baselines['majority']:.4f}, "
+            f"naive Bayes {baselines['naive_bayes']:.4f}"
+        )
     if summary["warning"]:
         click.echo(f"warning: {summary['warning']}", err=True)
 
@@ -156,9 +164,11 @@ def evaluate(model_dir, data, text_column, label_column, as_json, precision) -> 
 
     from textclf.evaluation.evaluate import evaluate as run_evaluation
     from textclf.evaluation.metrics import format_metrics
+    from textclf.evaluation.multilabel import format_multilabel_metrics
 
     metrics = run_evaluation(model_dir, data, text_column, label_column, precision)
-    click.echo(json.dumps(metrics) if as_json else format_metrics(metrics))
+    formatted = format_multilabel_metrics if metrics.get("multi_label") else format_metrics
+    click.echo(json.dumps(metrics) if as_json else formatted(metrics))
 
 
 TOP_K_OPTION = click.option(
@@ -166,14 +176,16 @@ TOP_K_OPTION = click.option(
     type=int,
     default=LABEL_DEFAULTS["top_k"],
     show_default=True,
-    help="Give each text its K most probable labels (with --threshold, those above it).",
+    help="Give each text its K most probable labels (with --threshold, those above it). "
+    "Default: 1, or for a multi-label model every label above its tuned threshold.",
 )
 THRESHOLD_OPTION = click.option(
     "--threshold",
     type=float,
     default=LABEL_DEFAULTS["threshold"],
     show_default=True,
-    help="Only labels with at least this probability (a text may get none).",
+    help="Only labels with at least this probability (a text may get none); "
+    "for a multi-label model, in place of its tuned per-label thresholds.",
 )
 
 
@@ -187,8 +199,8 @@ THRESHOLD_OPTION = click.option(
 def predict(model_dir, texts, as_json, top_k, threshold, precision) -> None:
     """Label texts given as arguments, or one per line on stdin (an empty text gets no label).
 
-    One line per text: LABEL, CONFIDENCE, TEXT separated by tabs; with --top-k or --threshold, the chosen
-    labels and their confidences comma-separated, most probable first.
+    One line per text: LABEL, CONFIDENCE, TEXT separated by tabs; with --top-k or --threshold, or with a
+    multi-label model, the chosen labels and their confidences comma-separated, most probable first.
 
     \b
     Example:
@@ -205,7 +217,7 @@ def predict(model_dir, texts, as_json, top_k, threshold, precision) -> None:
     classifier = load(model_dir, precision=precision)
     texts = list(texts) or [line.rstrip("\n") for line in sys.stdin]
     probs = classifier.predict_proba(texts)
-    chosen = classifier.choose(probs, top_k, threshold) if selects(top_k, threshold) else None
+    chosen = classifier.choose(probs, top_k, threshold) if selects(top_k, threshold, classifier.multi_label) else None
     for i, (text, error) in enumerate(zip(texts, unlabelable(texts))):
         if error is not None:  # the rule `label` applies
             record = {"text": text, "label": None, "confidence": None, "error": error}
@@ -240,17 +252,24 @@ def predict(model_dir, texts, as_json, top_k, threshold, precision) -> None:
     help="Train,validation,test fractions for sources without their own splits.",
 )
 @click.option("--seed", default=0, show_default=True, type=int, help="Seed of the stratified split.")
+@click.option(
+    "--label-separator",
+    help="Multi-label: split each label value on this string (e.g. '|' for 'news|sport').",
+)
 @click.option("--overwrite", is_flag=True, help="Replace OUT if it exists and is not empty.")
-def prepare(source, out, text_column, label_column, id_column, split_text, seed, overwrite) -> None:
+def prepare(source, out, text_column, label_column, id_column, split_text, seed, label_separator, overwrite) -> None:
     """Split a dataset or files into train/validation/test Parquet.
 
-    SOURCE is a built-in offline corpus (rotten-tomatoes, fortunes, 20newsgroups), a
+    SOURCE is a built-in offline corpus (rotten-tomatoes, fortunes, 20newsgroups, debian-packages), a
     CSV/TSV/JSON/JSONL/Parquet/TXT file, a folder or glob of them, or a Hugging Face dataset name.
+    A list-valued label column, --label-separator or several __label__ tags on a fastText line make
+    the data multi-label (any number of labels per text).
 
     \b
     Example:
       textclf prepare rotten-tomatoes data/rt
       textclf prepare reviews.csv data/reviews --text-column body --label-column stars
+      textclf prepare posts.csv data/posts --label-column tags --label-separator '|'
     """
     from textclf.data.prepare import DataConfig, parse_split
     from textclf.data.prepare import prepare as run_prepare
@@ -261,12 +280,13 @@ def prepare(source, out, text_column, label_column, id_column, split_text, seed,
         id_column=id_column,
         split=parse_split(split_text),
         seed=seed,
+        label_separator=label_separator,
     )
     summary = run_prepare(source, out, config, overwrite=overwrite)
     rows = ", ".join(f"{name} {n:,}" for name, n in summary["rows"].items())
     labels = ", ".join(f"{label} {n:,}" for label, n in summary["labels"].items())
     click.echo(f"wrote {summary['out']}: {rows} rows (ids {summary['ids']})")
-    click.echo(f"labels: {labels}")
+    click.echo(f"{'multi-label (texts per label)' if summary['multi_label'] else 'labels'}: {labels}")
     click.echo(f"dropped {summary['dropped']:,} rows with empty text or label")
 
 

@@ -337,3 +337,39 @@ def test_reachable_probe(tmp_path):
         assert hub_reachable(f"http://127.0.0.1:{server.getsockname()[1]}")
         closed = server.getsockname()[1]
     assert not hub_reachable(f"http://127.0.0.1:{closed}")
+
+
+# --- multi-label -------------------------------------------------------------------------------------
+
+
+def _prepared(source, tmp_path, **options):
+    summary = prepare(str(source), tmp_path / "out", DataConfig(**options))
+    rows = pa.concat_tables(pq.read_table(tmp_path / "out" / s) for s in ("train", "validation", "test"))
+    return summary, dict(zip(rows["id"].to_pylist(), rows["label"].to_pylist()))
+
+
+def test_fasttext_lines_with_several_tags_become_multi_label(tmp_path):
+    source = tmp_path / "tags.txt"
+    source.write_text("".join(f"__label__x __label__y two tags {i}\n__label__z one tag {i}\n" for i in range(30)))
+    summary, labels = _prepared(source, tmp_path)
+    assert summary["multi_label"] and summary["labels"] == {"x": 30, "y": 30, "z": 30}
+    assert labels["row-0"] == ["x", "y"] and labels["row-1"] == ["z"]
+
+
+def test_a_label_separator_splits_labels_and_an_empty_value_is_no_label(tmp_path):
+    source = tmp_path / "tags.csv"
+    source.write_text("text,tags\n" + "".join(f"doc {i},{'a| b' if i % 3 else ' '}\n" for i in range(60)))
+    summary, labels = _prepared(source, tmp_path, label_column="tags", label_separator="|")
+    assert summary["multi_label"] and summary["dropped"] == 0
+    assert labels["row-1"] == ["a", "b"] and labels["row-0"] == []
+
+
+def test_a_list_valued_label_column_is_multi_label_and_the_split_spreads_a_rare_label(tmp_path):
+    source = tmp_path / "rows.jsonl"
+    rows = [{"text": f"text {i}", "label": ["common"] + (["rare"] if i % 10 == 0 else [])} for i in range(100)]
+    source.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    summary, _ = _prepared(source, tmp_path)
+    assert summary["multi_label"] and summary["labels"] == {"common": 100, "rare": 10}
+    split_labels = {s: pq.read_table(tmp_path / "out" / s)["label"].to_pylist() for s in summary["rows"]}
+    rare = {s: sum("rare" in r for r in labels) for s, labels in split_labels.items()}
+    assert rare == {"train": 8, "validation": 1, "test": 1}

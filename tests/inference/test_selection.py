@@ -32,3 +32,12 @@ def test_only_top_1_without_threshold_selects_nothing_extra():
 def test_bad_options_are_refused_by_name(top_k, threshold, named):
     with pytest.raises(DataError, match=named):
         check_selection(top_k, threshold)
+
+
+def test_a_multi_label_model_chooses_every_label_at_or_above_its_own_threshold():
+    thresholds = [0.5, 0.05, 0.9]
+    assert [list(row) for row in top_labels(PROBS, thresholds=thresholds)] == [[1], [1], [2]]
+    # --threshold replaces the tuned thresholds, --top-k caps the count
+    assert [list(row) for row in top_labels(PROBS, threshold=0.3, thresholds=thresholds)] == [[1, 2], [0, 1, 2], [2]]
+    assert [list(row) for row in top_labels(PROBS, top_k=1, thresholds=thresholds)] == [[1], [], [2]]
+    assert selects(None, None, multi_label=True) and not selects(None, None)

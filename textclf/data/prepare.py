@@ -1,7 +1,9 @@
 """`prepare`: turn a data source into Parquet splits `OUT/{train,validation,test}/part-00000.parquet`.
 
 Every split has the columns `id` (string, unique across splits, stable across reruns), `text` (string)
-and `label` (string label name). Sources are read with Hugging Face `datasets`:
+and `label`: a string label name, or for multi-label data a list of them (from a list-valued label column,
+from `--label-separator`, or from fastText lines with several `__label__` tags; an empty list is a text
+none of the labels applies to). Sources are read with Hugging Face `datasets`:
 
 - a built-in offline corpus (`rotten-tomatoes`, `fortunes`, `20newsgroups`; see `textclf.data.corpus`);
 - local files: a CSV / TSV / JSON / JSONL / Parquet / TXT file (TXT in fastText form, one
@@ -54,6 +56,7 @@ class DataConfig:
     id_column: str | None = None
     split: tuple[float, float, float] = (0.8, 0.1, 0.1)  # train, validation, test fractions
     seed: int = 0
+    label_separator: str | None = None  # multi-label: split each label value on it ("news|sport")
 
     def __post_init__(self) -> None:
         for name in ("text_column", "label_column"):
@@ -61,6 +64,8 @@ class DataConfig:
                 raise ConfigError(f"{name} must be a non-empty column name, got {getattr(self, name)!r}")
         if self.id_column is not None and (not isinstance(self.id_column, str) or not self.id_column):
             raise ConfigError(f"id_column must be a column name or None, got {self.id_column!r}")
+        if self.label_separator is not None and (not isinstance(self.label_separator, str) or not self.label_separator):
+            raise ConfigError(f"label_separator must be a non-empty string, got {self.label_separator!r}")
         if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
             raise ConfigError(f"seed must be a non-negative integer, got {self.seed!r}")
         try:
@@ -113,7 +118,7 @@ def prepare(source: str, out: str | Path, config: DataConfig, overwrite: bool = 
         splits = dict(zip(SPLITS, (table.take(idx) for idx in parts)))
     _check_labels_and_ids(splits, config, source)
     _write(out, splits, overwrite)
-    labels = pc.value_counts(pa.chunked_array([t["label"] for t in splits.values()])).to_pylist()
+    labels = pc.value_counts(_flat_labels(splits.values())).to_pylist()
     return {
         "source": source,
         "kind": kind,
@@ -121,6 +126,7 @@ def prepare(source: str, out: str | Path, config: DataConfig, overwrite: bool = 
         "rows": {name: t.num_rows for name, t in splits.items()},
         "dropped": dropped,
         "labels": {d["values"]: d["counts"] for d in sorted(labels, key=lambda d: d["values"])},
+        "multi_label": _multi_label(splits["train"]),
         "ids": f"column {config.id_column!r}" if config.id_column else "derived from source row",
     }
 
@@ -229,11 +235,17 @@ def _load_files(files: list[Path], source: str) -> pa.Table:
 
 
 def _parse_fasttext(table: pa.Table) -> pa.Table:
-    """`__label__NAME text` lines -> columns label, text; other lines become null rows (dropped later)."""
+    """`__label__NAME text` lines -> columns label, text; other lines become null rows (dropped later).
+    Lines with several tags (`__label__a __label__b text`) make the label column lists (multi-label)."""
     if not pc.any(pc.starts_with(table["text"], "__label__")).as_py():
         return table  # plain lines: the missing label column is reported later
-    parts = pc.extract_regex(table["text"], r"^__label__(?P<label>\S+)\s+(?P<text>.*)$")
-    return pa.table({"text": pc.struct_field(parts, "text"), "label": pc.struct_field(parts, "label")})
+    parts = pc.extract_regex(table["text"].combine_chunks(), r"^(?P<tags>(?:__label__\S+\s+)+)(?P<text>.*)$")
+    tags = pc.split_pattern_regex(pc.utf8_trim_whitespace(pc.struct_field(parts, "tags")), r"\s+")
+    names = pc.utf8_replace_slice(pc.list_flatten(tags), 0, len("__label__"), "")
+    labels = pa.ListArray.from_arrays(tags.offsets, names, mask=tags.is_null())
+    if pc.max(pc.list_value_length(labels)).as_py() == 1:
+        labels = pc.list_element(labels, 0)  # one tag a line: single-label
+    return pa.table({"text": pc.struct_field(parts, "text"), "label": labels})
 
 
 def _load_hub(name: str) -> dict[str, pa.Table]:
@@ -295,7 +307,7 @@ def _clean(table: pa.Table, config: DataConfig, source: str, prefix: str) -> tup
                 f"choose one with {_FLAGS[key]}"
             )
     text = _as_strings(table[config.text_column], config.text_column, source)
-    label = _as_strings(_integral_floats_as_ints(table[config.label_column]), config.label_column, source)
+    label = _label_values(table[config.label_column], config, source)
     if config.id_column:
         ids = _as_strings(table[config.id_column], config.id_column, source)
         if ids.null_count:
@@ -303,13 +315,42 @@ def _clean(table: pa.Table, config: DataConfig, source: str, prefix: str) -> tup
     else:
         # The row's place in its source split: the same id on every rerun, whatever gets dropped.
         ids = pc.binary_join_element_wise(prefix, pc.cast(pa.array(np.arange(table.num_rows)), pa.string()), "-")
-    keep = pc.and_(_present(text), _present(label))
+    has_label = pc.is_valid(label) if pa.types.is_list(label.type) else _present(label)
+    keep = pc.and_(_present(text), has_label)
     kept = pa.table({"id": ids, "text": text, "label": label}).filter(keep)
     return kept, table.num_rows - kept.num_rows
 
 
 def _present(values) -> pa.Array:
     return pc.fill_null(pc.not_equal(pc.utf8_trim_whitespace(values), ""), False)
+
+
+def _label_values(values, config: DataConfig, source: str):
+    """Label names as strings, or, for multi-label data, lists of names with blank ones left out."""
+    values = values.combine_chunks() if isinstance(values, pa.ChunkedArray) else values
+    if config.label_separator is not None and not pa.types.is_list(values.type):
+        strings = _as_strings(values, config.label_column, source)
+        values = pc.split_pattern(strings, config.label_separator)
+    if not (pa.types.is_list(values.type) or pa.types.is_large_list(values.type)):
+        return _as_strings(_integral_floats_as_ints(values), config.label_column, source)
+    names = pc.utf8_trim_whitespace(_as_strings(pc.list_flatten(values), config.label_column, source))
+    rows = pc.list_parent_indices(values)
+    kept = pc.fill_null(pc.not_equal(names, ""), False)
+    names, rows = names.filter(kept), rows.filter(kept)
+    counts = np.bincount(rows.to_numpy(zero_copy_only=False), minlength=len(values))
+    offsets = pa.array(np.concatenate([[0], np.cumsum(counts)]).astype(np.int32))
+    return pa.ListArray.from_arrays(offsets, names, mask=values.is_null())
+
+
+def _multi_label(table: pa.Table) -> bool:
+    return pa.types.is_list(table.schema.field("label").type)
+
+
+def _flat_labels(tables) -> pa.ChunkedArray:
+    """Every label of every row: a multi-label split's lists are flattened."""
+    return pa.chunked_array(
+        [pc.list_flatten(t["label"]) if _multi_label(t) else t["label"] for t in tables], pa.string()
+    )
 
 
 def _as_strings(values, column: str, source: str):
@@ -327,7 +368,12 @@ def _integral_floats_as_ints(values):
 
 
 def _labels(table: pa.Table) -> np.ndarray:
-    return table["label"].to_numpy(zero_copy_only=False)
+    """The label each row is stratified by: its label, or for multi-label its rarest one ("" for none),
+    so rare labels are spread over the splits too."""
+    if not _multi_label(table):
+        return table["label"].to_numpy(zero_copy_only=False)
+    counts = {d["values"]: d["counts"] for d in pc.value_counts(_flat_labels([table])).to_pylist()}
+    return np.array([min(row, key=lambda n: (counts[n], n)) if row else "" for row in table["label"].to_pylist()])
 
 
 def _own_splits(loaded: dict[str, pa.Table], source: str) -> dict[str, pa.Table]:
@@ -358,7 +404,7 @@ def _keep_splits(tables: dict[str, pa.Table], config: DataConfig) -> dict[str, p
 def _check_labels_and_ids(splits: dict[str, pa.Table], config: DataConfig, source: str) -> None:
     if splits["train"].num_rows == 0:
         raise DataError(f"{source} has no training rows with both text and a label")
-    labels = pa.chunked_array([t["label"] for t in splits.values()]).unique()
+    labels = _flat_labels(splits.values()).unique()
     if len(labels) < 2:
         raise DataError(
             f"{source} has {len(labels)} label value(s) in column {config.label_column!r}; "
@@ -386,7 +432,8 @@ def _check_out(out: Path, overwrite: bool) -> None:
 
 def _write(out: Path, splits: dict[str, pa.Table], overwrite: bool) -> None:
     """Write into a hidden sibling folder, then rename it into place: OUT is never half-written."""
-    schema = pa.schema([("id", pa.string()), ("text", pa.string()), ("label", pa.string())])
+    label_type = pa.list_(pa.string()) if _multi_label(splits["train"]) else pa.string()
+    schema = pa.schema([("id", pa.string()), ("text", pa.string()), ("label", label_type)])
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.parent / f".{out.name}.tmp-{uuid.uuid4().hex[:8]}"
     tmp.mkdir()

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 _LOSS_SERIES = (("train_loss", "train"), ("val_loss", "validation"))
-_SCORE_SERIES = (("val_accuracy", "accuracy"), ("val_macro_f1", "macro F1"))
+_SCORE_SERIES = (("val_accuracy", "accuracy"), ("val_micro_f1", "micro F1"), ("val_macro_f1", "macro F1"))
 
 
 def _series(history: list[dict], key: str) -> tuple[list, list]:
@@ -110,7 +110,8 @@ def plot_confusion(confusion, label_names, path, normalize: bool = True) -> Path
 
 
 def write_report(report_dir, metrics: dict, history: list[dict] | None, best_epoch: int | None = None) -> list[Path]:
-    """Write metrics.json, training_curves.png (when there is a history) and confusion_matrix.png."""
+    """Write metrics.json, training_curves.png (when there is a history) and, for single-label models,
+    confusion_matrix.png (a multi-label model's per-label table is in metrics.json)."""
     report_dir = Path(report_dir)
     report_dir.mkdir(parents=True, exist_ok=True)
     metrics_path = report_dir / "metrics.json"
@@ -118,6 +119,7 @@ def write_report(report_dir, metrics: dict, history: list[dict] | None, best_epo
     paths = [metrics_path]
     if history:
         paths.append(plot_training_curves(history, report_dir / "training_curves.png", best_epoch))
-    confusion_path = report_dir / "confusion_matrix.png"
-    paths.append(plot_confusion(metrics["confusion"], metrics["labels"], confusion_path))
+    if "confusion" in metrics:
+        confusion_path = report_dir / "confusion_matrix.png"
+        paths.append(plot_confusion(metrics["confusion"], metrics["labels"], confusion_path))
     return paths

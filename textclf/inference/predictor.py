@@ -28,7 +28,8 @@ INFERENCE_BATCHING = inference_batching()  # CPU
 
 
 class Predictor:
-    """Loads a bundle once; `predict_proba(texts)` returns class probabilities in input order."""
+    """Loads a bundle once; `predict_proba(texts)` returns label probabilities in input order (for a
+    multi-label model, each label's own probability, so a row's need not sum to 1)."""
 
     def __init__(
         self, bundle: Bundle | str, device: str | None = None, batch_tokens: int | None = None, precision: str = "auto"
@@ -45,6 +46,15 @@ class Predictor:
     @property
     def labels(self) -> list[str]:
         return self.bundle.labels
+
+    @property
+    def multi_label(self) -> bool:
+        return self.bundle.multi_label
+
+    @property
+    def thresholds(self) -> list[float] | None:
+        """A multi-label model's per-label thresholds, tuned on validation; None for single-label."""
+        return self.bundle.thresholds
 
     def encode(self, texts: Sequence[str]) -> list[np.ndarray]:
         lengths, ids = self.encoder.encode_batch(texts)
@@ -66,4 +76,6 @@ class Predictor:
     def _forward(self, ids: np.ndarray, lengths: np.ndarray) -> np.ndarray:
         with torch.inference_mode(), autocast(self.device, self.dtype):
             logits = self.bundle.model(torch.from_numpy(ids).to(self.device), torch.from_numpy(lengths).to(self.device))
-        return torch.softmax(logits.float(), dim=-1).cpu().numpy()
+        # one sigmoid per label when labels are independent, a softmax over them when exactly one applies
+        scores = torch.sigmoid(logits.float()) if self.multi_label else torch.softmax(logits.float(), dim=-1)
+        return scores.cpu().numpy()

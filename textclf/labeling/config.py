@@ -28,8 +28,10 @@ class LabelConfig:
     id_column: str = "id"
     keep_columns: tuple[str, ...] = ()
     probabilities: bool = False  # add `scores` (label name -> probability) and `probs` (a list, order in metadata)
-    top_k: int = 1  # with threshold: add `labels` / `confidences`, the chosen labels most probable first
-    threshold: float = 0.0
+    # with threshold: add `labels` / `confidences`, the chosen labels most probable first. None: the model's
+    # default, one label, or for a multi-label model every label at or above its tuned threshold
+    top_k: int | None = None
+    threshold: float | None = None
     format: str = "parquet"
     concurrency: int | None = None  # inference actors; None: one per GPU, or one per CPU core
     use_gpu: bool = False

@@ -5,6 +5,7 @@
   ahead of GPU actors; CPU actors run it themselves (`text_column`);
 - `BatchLabeler` (inference actors, GPU or CPU): loads the bundle once, then turns ids into `label`,
   `confidence` (+ `labels` / `confidences`, + `probs` / `scores`) with length-bucketed, padded batches.
+  A multi-label model's `label` is its most probable label and `labels` every label it chose.
 
 Every input row comes out, in order, so no row is ever dropped.
 """
@@ -78,8 +79,8 @@ class BatchLabeler:
         model_dir: str,
         keep_columns: Sequence[str] = (),
         probabilities: bool = False,
-        top_k: int = 1,
-        threshold: float = 0.0,
+        top_k: int | None = None,
+        threshold: float | None = None,
         device: str | None = None,
         batch_tokens: int | None = None,
         precision: str = "auto",
@@ -106,7 +107,8 @@ class BatchLabeler:
     def output_schema(self, batch_schema: pa.Schema) -> pa.Schema:
         kept = [batch_schema.field(name) for name in self.keep_columns]
         stats = [pa.field(n, pa.int64()) for n in STATS[:-1]] + [pa.field("_node", pa.string())]
-        return output_schema(self.labels, self.probabilities, kept + stats, selects(self.top_k, self.threshold))
+        chosen = selects(self.top_k, self.threshold, self.predictor.multi_label)
+        return output_schema(self.labels, self.probabilities, kept + stats, chosen)
 
     def __call__(self, batch: pa.Table) -> pa.Table:
         if fire_limited("actor_crash"):
@@ -130,9 +132,9 @@ class BatchLabeler:
             "confidence": pa.array(probs[np.arange(len(best)), best], pa.float32(), mask=~ok),
             "error": batch.column("error"),
         }
-        if selects(self.top_k, self.threshold):
+        if selects(self.top_k, self.threshold, self.predictor.multi_label):
             columns["labels"], columns["confidences"] = chosen_columns(
-                probs, ok, self.labels, self.top_k, self.threshold
+                probs, ok, self.labels, self.top_k, self.threshold, self.predictor.thresholds
             )
         if self.probabilities:
             columns["probs"], columns["scores"] = score_columns(probs, ok, self.labels)
@@ -144,10 +146,17 @@ class BatchLabeler:
         return pa.Table.from_pydict(columns, schema=self.output_schema(batch.schema))
 
 
-def chosen_columns(probs: np.ndarray, ok: np.ndarray, labels: Sequence[str], top_k: int, threshold: float):
+def chosen_columns(
+    probs: np.ndarray,
+    ok: np.ndarray,
+    labels: Sequence[str],
+    top_k: int | None,
+    threshold: float | None,
+    thresholds: Sequence[float] | None = None,
+):
     """`labels` (list<string>) and `confidences` (list<float32>): each row's chosen labels, most probable
-    first; null where the row has an error."""
-    chosen = top_labels(probs, top_k, threshold)
+    first (see top_labels); null where the row has an error."""
+    chosen = top_labels(probs, top_k, threshold, thresholds)
     counts = [len(c) for c in chosen]
     offsets = pa.array(np.concatenate([[0], np.cumsum(counts)]).astype(np.int32))
     flat = np.concatenate(chosen) if chosen else np.zeros(0, np.int64)

@@ -188,6 +188,7 @@ def commit_empty(
     config: LabelConfig,
     labels: list[str],
     metadata: dict[bytes, bytes] | None = None,
+    multi_label: bool = False,
 ) -> None:
     """An input with no rows still gets its (empty) output, so every input maps to an output."""
     from textclf.labeling.labeler import output_schema
@@ -195,7 +196,7 @@ def commit_empty(
     with filesystem.open_input_file(state.source.path) as handle:
         input_schema = pq.ParquetFile(handle).schema_arrow
     kept = [input_schema.field(c) for c in config.keep_columns]
-    schema = output_schema(labels, config.probabilities, kept, selects(config.top_k, config.threshold))
+    schema = output_schema(labels, config.probabilities, kept, selects(config.top_k, config.threshold, multi_label))
     schema = schema.with_metadata({**(schema.metadata or {}), **(metadata or {})})
 
     tmp = out.temporary(state.output)

@@ -93,7 +93,7 @@ def label(
         started, stats = time.monotonic(), RunStats()
         metadata = file_metadata(meta["weights_sha256"])
         for state in [s for s in pending if s.source.rows == 0]:
-            commit_empty(state, filesystem, out, config, meta["labels"], metadata)
+            commit_empty(state, filesystem, out, config, meta["labels"], metadata, meta.get("multi_label", False))
             pending.remove(state)
         try:
             if pending:

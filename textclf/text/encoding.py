@@ -48,9 +48,28 @@ def tokenize_table(table: pa.Table, tokenizer: dict, text_column: str, label_col
     text, label = table.column(text_column), table.column(label_column)
     keep = pc.and_(pc.is_valid(text), pc.is_valid(label))
     texts = pc.filter(text, keep).cast(pa.string()).to_pylist()
-    labels = pc.filter(label, keep).cast(pa.string())
+    labels = label_names(pc.filter(label, keep))
     tokens = cached_tokenizer(TokenizerConfig(**tokenizer)).tokenize_batch(texts)
     return pa.table({"tokens": pa.array(tokens, type=pa.list_(pa.string())), "label": labels})
+
+
+def label_names(column):
+    """A label column as strings, or as lists of strings where each text has a list (multi-label)."""
+    values = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
+    if pa.types.is_list(values.type) or pa.types.is_large_list(values.type):
+        return values.cast(pa.list_(pa.string()))
+    return values.cast(pa.string())
+
+
+def label_indices(column, labels: list[str]) -> pa.Array:
+    """Label names -> their indices in `labels`: int32, or list<int32> for a multi-label column."""
+    values = label_names(column)
+    index = pa.array(labels, pa.string())
+    if pa.types.is_list(values.type):
+        flat = pc.index_in(values.flatten(), value_set=index).cast(pa.int32())
+        offsets = pc.subtract(values.offsets, values.offsets[0])  # a slice's offsets start past 0
+        return pa.ListArray.from_arrays(offsets, flat)
+    return pc.index_in(values, value_set=index).cast(pa.int32())
 
 
 def count_table(table: pa.Table) -> Counter:
@@ -58,11 +77,9 @@ def count_table(table: pa.Table) -> Counter:
 
 
 def encode_table(table: pa.Table, vocab: Vocab, labels: list[str], max_tokens: int) -> pa.Table:
-    """`tokens` + `label` -> `ids` (list<int32>, truncated to max_tokens) + `label` (int32 index)."""
+    """`tokens` + `label` -> `ids` (list<int32>, truncated to max_tokens) + `label` (label_indices)."""
     sequences = vocab.encode_batch(table.column("tokens").to_pylist(), max_tokens)
-    index = {name: i for i, name in enumerate(labels)}
-    label_ids = np.fromiter((index[x] for x in table.column("label").to_pylist()), dtype=np.int32)
-    return pa.table({"ids": ids_column(sequences), "label": label_ids})
+    return pa.table({"ids": ids_column(sequences), "label": label_indices(table.column("label"), labels)})
 
 
 class TextEncoder:
@@ -187,13 +204,12 @@ def wordpiece_table(
     text_column: str,
     label_column: str,
 ) -> pa.Table:
-    """text + label columns -> `ids` (word pieces, list<int32>) + `label` (int32 index), for training a
+    """text + label columns -> `ids` (word pieces, list<int32>) + `label` (label_indices), for training a
     pretrained encoder; rows with a null text or label are dropped, as tokenize_table drops them."""
     text, label = table.column(text_column), table.column(label_column)
     keep = pc.and_(pc.is_valid(text), pc.is_valid(label))
     texts = pc.filter(text, keep).cast(pa.string()).to_pylist()
     lengths, ids = cached_wordpiece_encoder(tokenizer, max_tokens).encode_batch(texts)
     offsets = pa.array(np.concatenate([[0], np.cumsum(lengths)]).astype(np.int32))
-    index = {name: i for i, name in enumerate(labels)}
-    label_ids = np.fromiter((index[x] for x in pc.filter(label, keep).cast(pa.string()).to_pylist()), np.int32)
+    label_ids = label_indices(pc.filter(label, keep), labels)
     return pa.table({"ids": pa.ListArray.from_arrays(offsets, pa.array(ids, pa.int32())), "label": label_ids})

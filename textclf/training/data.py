@@ -10,6 +10,7 @@ from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
+import pyarrow as pa
 import pyarrow.dataset as pads
 
 from textclf.errors import DataError, one_line
@@ -28,8 +29,9 @@ class TrainingData:
     vocab: Vocab | None  # built from the training texts; None for word pieces (the encoder has its own)
     vocab_size: int
     labels: list[str]
-    label_counts: dict[str, int]
+    label_counts: dict[str, int]  # training texts per label
     rows: dict[str, int]  # rows read, kept and dropped per split
+    multi_label: bool  # the label column holds lists: any number of labels per text
 
 
 def parquet_dataset(path: str, columns: list[str], what: str) -> pads.Dataset:
@@ -50,10 +52,18 @@ def parquet_dataset(path: str, columns: list[str], what: str) -> pads.Dataset:
     return dataset
 
 
+def is_multi_label(dataset: pads.Dataset, column: str) -> bool:
+    kind = dataset.schema.field(column).type
+    return pa.types.is_list(kind) or pa.types.is_large_list(kind)
+
+
 def label_counts(dataset: pads.Dataset, column: str) -> Counter:
-    table = dataset.to_table(columns=[column])
-    values = table.column(column).drop_null().cast("string").value_counts()
-    return Counter({v["values"].as_py(): v["counts"].as_py() for v in values})
+    """Texts per label; a multi-label column's lists are counted label by label."""
+    values = dataset.to_table(columns=[column]).column(column).drop_null()
+    if is_multi_label(dataset, column):
+        values = pa.chunked_array([chunk.flatten() for chunk in values.chunks], values.type.value_type)
+    counts = values.drop_null().cast("string").value_counts()
+    return Counter({v["values"].as_py(): v["counts"].as_py() for v in counts})
 
 
 def check_inputs(config: TrainConfig, train_path: str, validation_path: str | None) -> None:
@@ -95,6 +105,7 @@ def prepare_training_data(
     columns = [config.text_column, config.label_column]
     train_files = parquet_dataset(train_path, columns, "training")
     counts = label_counts(train_files, config.label_column)
+    multi_label = is_multi_label(train_files, config.label_column)
     if len(counts) < 2:
         raise DataError(f"training data {train_path} needs at least 2 labels, found {len(counts)}")
     labels = sorted(counts)
@@ -120,6 +131,11 @@ def prepare_training_data(
 
     if validation_path:
         val_files = parquet_dataset(validation_path, columns, "validation")
+        if is_multi_label(val_files, config.label_column) != multi_label:
+            kinds = ("one label per text", "lists of labels")
+            raise DataError(
+                f"training labels are {kinds[multi_label]} but validation labels are {kinds[not multi_label]}"
+            )
         unknown = sorted(set(label_counts(val_files, config.label_column)) - set(labels))
         if unknown:
             raise DataError(f"validation data has label(s) never seen in training: {', '.join(unknown[:5])}")
@@ -133,7 +149,7 @@ def prepare_training_data(
     if rows["train"] == 0 or rows["validation"] == 0:
         raise DataError("no usable rows: every text or label is null")
     vocab_size = len(vocab) if vocab is not None else wordpiece_vocab_size
-    return TrainingData(train, validation, tokenizer, vocab, vocab_size, labels, dict(counts), rows)
+    return TrainingData(train, validation, tokenizer, vocab, vocab_size, labels, dict(counts), rows, multi_label)
 
 
 def read(files: pads.Dataset, columns: list[str], steps: list):

@@ -16,6 +16,7 @@ import numpy as np
 from textclf.bundle import save_bundle
 from textclf.errors import BundleError, ConfigError, TextclfError
 from textclf.evaluation.metrics import metrics_from_confusion
+from textclf.evaluation.multilabel import multilabel_metrics
 from textclf.runtime.compat import checkpoint_snapshot_filename, unused_trainer_callbacks
 from textclf.runtime.faults import worker_env
 from textclf.runtime.precision import check_local_precision
@@ -25,7 +26,12 @@ from textclf.text.wordpiece import WordPieceEncoder, WordPieceTokenizer
 from textclf.training.config import FINE_TUNED, TrainConfig, default_lr
 from textclf.training.data import check_inputs, prepare_training_data
 from textclf.training.plan import WorkerPlan
-from textclf.training.quality import baselines_macro_f1, quality_warning
+from textclf.training.quality import (
+    baselines_macro_f1,
+    multi_label_baselines,
+    multi_label_warning,
+    quality_warning,
+)
 
 RUN_NAME = "train"
 BASELINE_ROWS = 200_000  # training rows naive Bayes sees: a few seconds, and plenty for a baseline
@@ -105,9 +111,10 @@ def train(
             config=config,
             model_config=model_config,
             labels=data.labels,
+            multi_label=data.multi_label,
             train_rows=data.rows["train"],
             threads_per_worker=max(1, min(local_cpus, cluster_cpus) // config.workers),
-            class_weights=_class_weights(config, data.labels, data.label_counts),
+            class_weights=_class_weights(config, data.labels, data.label_counts, data.multi_label),
             pretrained=ray.put(pretrained) if pretrained is not None else None,
             interactive=interactive,
             events=relay.queue if relay else None,
@@ -278,9 +285,13 @@ def _pretrained_vectors(config: TrainConfig, itos: list[str]) -> tuple[np.ndarra
     return vectors.numpy(), coverage
 
 
-def _class_weights(config: TrainConfig, labels: list[str], counts: dict[str, int]) -> list[float] | None:
+def _class_weights(
+    config: TrainConfig, labels: list[str], counts: dict[str, int], multi_label: bool = False
+) -> list[float] | None:
     if config.class_weights == "none":
         return None
+    if multi_label:
+        raise ConfigError("--class-weights balanced is for one label per text; this data is multi-label")
     total = sum(counts.values())
     return [total / (len(labels) * counts[name]) for name in labels]  # sklearn's "balanced"
 
@@ -290,8 +301,10 @@ def _baselines(data) -> dict[str, float]:
     import pyarrow as pa
     import ray
 
-    train = pa.concat_tables(ray.get(data.train.limit(BASELINE_ROWS).to_arrow_refs()))
     validation = pa.concat_tables(ray.get(data.validation.to_arrow_refs()))
+    if data.multi_label:
+        return multi_label_baselines(validation, data.labels, data.label_counts)
+    train = pa.concat_tables(ray.get(data.train.limit(BASELINE_ROWS).to_arrow_refs()))
     return baselines_macro_f1(train, validation, data.labels, data.label_counts, data.vocab_size)
 
 
@@ -308,10 +321,18 @@ def _write_bundle(
     model.load_state_dict(best_state)
     history = state["history"]
     best = next(h for h in history if h["epoch"] == state["best_epoch"])
-    metrics = metrics_from_confusion(np.asarray(best["val_confusion"]), data.labels)
-    curves = [{k: v for k, v in h.items() if k != "val_confusion"} for h in history]
-    warning = quality_warning(best["val_confusion"], metrics["macro_f1"], baselines)
+    curves = [{k: v for k, v in h.items() if k not in ("val_confusion", "val_counts")} for h in history]
+    if data.multi_label:
+        rows = data.rows["validation"]
+        metrics = multilabel_metrics(best["val_counts"], data.labels, round(best["val_accuracy"] * rows), rows)
+        warning = multi_label_warning(best["val_counts"], metrics["micro_f1"], baselines)
+        decisions = {"multi_label": True, "thresholds": best["val_thresholds"]}
+    else:
+        metrics = metrics_from_confusion(np.asarray(best["val_confusion"]), data.labels)
+        warning = quality_warning(best["val_confusion"], metrics["macro_f1"], baselines)
+        decisions = {}
     info = {
+        **decisions,
         "train_config": config.to_dict(),
         "metrics": {"validation": metrics, "best_epoch": state["best_epoch"]},
         "quality": {"baselines_macro_f1": baselines, "warning": warning},
@@ -340,6 +361,7 @@ def _write_bundle(
         "resumed_after_epochs": state.get("resumed_after", []),
         "val_accuracy": metrics["accuracy"],
         "val_macro_f1": metrics["macro_f1"],
+        **({"val_micro_f1": metrics["micro_f1"]} if data.multi_label else {}),
         "padding_efficiency": best["padding_efficiency"],
         "training_time_s": round(elapsed, 2),
         "baselines_macro_f1": baselines,

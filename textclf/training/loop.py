@@ -24,6 +24,13 @@ import torch
 import torch.distributed as dist
 
 from textclf.evaluation.metrics import confusion_matrix, metrics_from_confusion
+from textclf.evaluation.multilabel import (
+    counts_at,
+    multi_hot,
+    multilabel_metrics,
+    threshold_counts,
+    tune_thresholds,
+)
 from textclf.models import create_model
 from textclf.runtime.compat import quiet_ray_train_report_log
 from textclf.runtime.faults import fault, fire_limited
@@ -68,8 +75,11 @@ def train_loop_per_worker(loop_config: dict) -> None:
         optimizer = ScheduledAdamW(core, tables, cfg.lr, cfg.weight_decay, total_steps=steps * cfg.epochs)
     else:
         optimizer = Adam(core, tables, lr=cfg.lr, weight_decay=cfg.weight_decay)
-    weights = torch.tensor(plan.class_weights, device=device) if plan.class_weights else None
-    loss_fn = torch.nn.CrossEntropyLoss(weight=weights, reduction="sum")
+    if plan.multi_label:  # a yes/no per label: a sigmoid each rather than a softmax over them
+        loss_fn = torch.nn.BCEWithLogitsLoss(reduction="sum")
+    else:
+        weights = torch.tensor(plan.class_weights, device=device) if plan.class_weights else None
+        loss_fn = torch.nn.CrossEntropyLoss(weight=weights, reduction="sum")
 
     state = {"epoch": 0, "history": [], "best_epoch": None, "best_score": -1.0, "bad_epochs": 0}
     best_state = _cpu_state(core)
@@ -100,11 +110,12 @@ def train_loop_per_worker(loop_config: dict) -> None:
         state["history"].append(record)
         state["epoch"] = epoch
         # The kept epoch: the best validation macro-F1 (on imbalanced classes accuracy rewards predicting
-        # the majority). Patience counts epochs in which neither it nor the validation loss improved: a
-        # slowly learning model's F1 wobbles by noise for a few epochs while its loss still falls.
+        # the majority), or micro-F1 for multi-label. Patience counts epochs in which neither it nor the
+        # validation loss improved: a slowly learning model's F1 wobbles by noise for a few epochs while
+        # its loss still falls.
         improved = False
-        if val["val_macro_f1"] > state["best_score"]:
-            state.update(best_epoch=epoch, best_score=val["val_macro_f1"])
+        if val["val_score"] > state["best_score"]:
+            state.update(best_epoch=epoch, best_score=val["val_score"])
             best_state, improved = _cpu_state(core), True
         if val["val_loss"] < state.get("best_loss", float("inf")):
             state["best_loss"], improved = val["val_loss"], True
@@ -192,11 +203,12 @@ def _move_checkpoint(checkpoint_dir: str, checkpoint, name: str):
 
 
 def _log_epoch(record: dict, state: dict, plan: WorkerPlan) -> None:
+    micro = f"val_micro_f1 {record['val_micro_f1']:.4f}  " if "val_micro_f1" in record else ""
     _log(
         {"event": "epoch", **record, "best_epoch": state["best_epoch"]},
         plan,
         f"epoch {record['epoch']}: train_loss {record['train_loss']:.4f}  val_loss {record['val_loss']:.4f}  "
-        f"val_accuracy {record['val_accuracy']:.4f}  val_macro_f1 {record['val_macro_f1']:.4f}  "
+        f"val_accuracy {record['val_accuracy']:.4f}  {micro}val_macro_f1 {record['val_macro_f1']:.4f}  "
         f"{record['tokens_per_s']:.0f} tokens/s  (best epoch {state['best_epoch']})",
     )
 
@@ -230,17 +242,23 @@ class _Loop:
         for start in range(0, shard.num_rows, WINDOW_ROWS):
             table = shard.slice(start, WINDOW_ROWS)
             sequences = list_arrays(table.column("ids"))
-            labels = table.column("label").to_numpy()
+            column = table.column("label")
+            # multi-label: each row's label indices; the batch's targets are a multi-hot matrix
+            labels = list_arrays(column) if pa.types.is_list(column.type) else column.to_numpy()
             # a random permutation before the stable length sort shuffles rows of equal length
             order = rng.permutation(len(sequences)) if rng is not None else np.arange(len(sequences))
             lengths = np.fromiter((len(sequences[i]) for i in order), dtype=np.int64, count=len(order))
             for positions in bucket_batches(lengths, self.batching, rng):
                 rows = order[positions]
                 ids, lens = pad_batch([sequences[i] for i in rows])
+                if isinstance(labels, list):
+                    targets = multi_hot([labels[i] for i in rows], len(self.plan.labels)).astype(np.float32)
+                else:
+                    targets = labels[rows].astype(np.int64)
                 yield (
                     torch.from_numpy(ids).to(self.device),
                     torch.from_numpy(lens).to(self.device),
-                    torch.from_numpy(labels[rows].astype(np.int64)).to(self.device),
+                    torch.from_numpy(targets).to(self.device),
                 )
 
     def _any_rank_has(self, has_batch: bool) -> bool:
@@ -310,6 +328,8 @@ class _Loop:
 
     def validate(self, shard) -> dict:
         """Each rank scores every world-th batch; summed confusion matrices give exact metrics."""
+        if self.plan.multi_label:
+            return self.validate_multi_label(shard)
         self.core.eval()
         k = len(self.plan.labels)
         confusion = np.zeros((k, k), dtype=np.int64)
@@ -329,7 +349,42 @@ class _Loop:
             "val_loss": totals[0] / max(confusion.sum(), 1),
             "val_accuracy": metrics["accuracy"],
             "val_macro_f1": metrics["macro_f1"],
+            "val_score": metrics["macro_f1"],
             "val_confusion": confusion.tolist(),
+        }
+
+    def validate_multi_label(self, shard) -> dict:
+        """Each rank scores every world-th batch; summed per-label counts at every grid threshold tune
+        each label's threshold on the whole split, then give exact metrics at those thresholds."""
+        self.core.eval()
+        k = len(self.plan.labels)
+        scored, loss_sum = [], 0.0
+        with torch.no_grad():
+            for index, (ids, lens, y) in enumerate(self._batches(shard, None)):
+                if index % self.world != self.rank:
+                    continue
+                with autocast(self.device, self.dtype):
+                    logits = self.core(ids, lens).float()
+                loss_sum += float(self.loss_fn(logits, y))
+                scored.append((y.cpu().numpy() > 0.5, torch.sigmoid(logits).cpu().numpy()))
+        targets = np.concatenate([t for t, _ in scored]) if scored else np.zeros((0, k), bool)
+        probs = np.concatenate([p for _, p in scored]) if scored else np.zeros((0, k), np.float32)
+        counts = threshold_counts(targets, probs)
+        totals = self._sum([loss_sum, len(targets)] + counts.ravel().tolist())
+        counts = np.asarray(totals[2:], dtype=np.int64).reshape(counts.shape)
+        thresholds = tune_thresholds(counts)
+        exact = int((targets == (probs >= thresholds[None, :])).all(axis=1).sum())
+        exact = int(self._sum([exact])[0])
+        rows = int(totals[1])
+        metrics = multilabel_metrics(counts_at(counts, thresholds), self.plan.labels, exact, rows)
+        return {
+            "val_loss": totals[0] / max(rows, 1),
+            "val_accuracy": metrics["accuracy"],
+            "val_micro_f1": metrics["micro_f1"],
+            "val_macro_f1": metrics["macro_f1"],
+            "val_score": metrics["micro_f1"],
+            "val_counts": metrics["counts"],
+            "val_thresholds": thresholds.tolist(),
         }
 
     def _sum(self, values: list[float]) -> list[float]:

@@ -14,6 +14,7 @@ class WorkerPlan:
     config: TrainConfig  # with the learning rate resolved
     model_config: dict[str, Any]  # the model's config fields: create_model(config.arch, **model_config)
     labels: list[str]
+    multi_label: bool  # any number of labels per text: a sigmoid per label, thresholds tuned on validation
     train_rows: int  # across all ranks
     threads_per_worker: int  # torch threads: the node's cores shared among its workers
     class_weights: list[float] | None

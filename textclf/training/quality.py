@@ -5,6 +5,8 @@
   add-one smoothing), fitted on the training rows in seconds. A text classifier worth keeping beats
   it; one far below it (or predicting a single class) usually did not train, and the user should know.
 
+A multi-label model is held to the first bar only (by micro-F1): every text given the most frequent label.
+
 Plain numpy over the encoded id columns: no Ray, no torch.
 """
 
@@ -14,6 +16,8 @@ import numpy as np
 import pyarrow as pa
 
 from textclf.evaluation.metrics import confusion_matrix, metrics_from_confusion
+from textclf.evaluation.multilabel import most_frequent_label_micro_f1, multi_hot
+from textclf.text.encoding import list_arrays
 
 # A model this far below naive Bayes did not learn; closer than that, the baselines trade places by
 # corpus and seed (on rotten-tomatoes naive Bayes and the default bow are within a point).
@@ -82,5 +86,27 @@ def quality_warning(confusion: np.ndarray, macro_f1: float, baselines: dict[str,
         return (
             f"the model's validation macro-F1 {macro_f1:.4f} is well below a naive Bayes baseline's "
             f"{baselines['naive_bayes']:.4f} on the same rows: {advice}"
+        )
+    return None
+
+
+def multi_label_baselines(validation: pa.Table, labels: list[str], label_counts: dict[str, int]) -> dict[str, float]:
+    """Validation micro-F1 of giving every text the most frequent training label."""
+    targets = multi_hot(list_arrays(validation.column("label")), len(labels))
+    most_frequent = labels.index(max(labels, key=lambda name: label_counts.get(name, 0)))
+    return {"most_frequent_label": most_frequent_label_micro_f1(targets, most_frequent)}
+
+
+def multi_label_warning(counts, micro_f1: float, baselines: dict[str, float]) -> str | None:
+    """One line when a multi-label model chooses no label for any validation text or does no better
+    than giving every text the most frequent label (`counts`: [labels, 3] TP, FP, FN)."""
+    advice = "try more --epochs, a higher --lr or another --arch, and check that the labels follow from the texts"
+    chosen = np.asarray(counts)[:, :2].sum()
+    if chosen == 0:
+        return f"the model chooses no label for any validation text (micro-F1 {micro_f1:.4f}): {advice}"
+    if micro_f1 <= baselines["most_frequent_label"]:
+        return (
+            f"the model's validation micro-F1 {micro_f1:.4f} is no better than giving every text the most "
+            f"frequent label ({baselines['most_frequent_label']:.4f}): {advice}"
         )
     return None
