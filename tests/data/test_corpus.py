@@ -130,3 +130,35 @@ def test_prepare_keeps_a_corpus_own_test_split_and_carves_validation_from_train(
     assert summary["rows"]["test"] == test.num_rows == (frame["split"] == "test").sum()
     assert summary["rows"]["train"] + summary["rows"]["validation"] == (frame["split"] == "train").sum()
     assert len(summary["labels"]) == 20
+
+
+def test_debian_packages_reads_descriptions_with_their_common_tags(monkeypatch):
+    import bz2 as bz2_
+    import lzma
+
+    from textclf import debian
+
+    packages, translations = [], []
+    for i in range(260):
+        tags = "role::program, special::auto-inst-parts, use::editing" + (", devel::lang:ada" if i < 5 else "")
+        packages.append(f"Package: p{i}\nVersion: 1\nDescription-md5: m{i}\nTag: {tags}\n")
+        translations.append(
+            f"Package: p{i}\nDescription-md5: m{i}\nDescription-en: Editor {i}\n An editor.\n .\n Fast.\n"
+        )
+    packages.append("Package: untagged\nDescription-md5: m0\n")  # no Tag: left out
+    files = {
+        "dists/bullseye/main/binary-amd64/Packages.xz": lzma.compress("\n".join(packages).encode()),
+        "dists/bullseye/main/i18n/Translation-en.bz2": bz2_.compress("\n".join(translations).encode()),
+    }
+    rows = list(corpus.BUILTINS["debian-packages"].read(files))
+    assert len(rows) == 260
+    assert rows[0] == (
+        "Editor 0\nAn editor.\n\nFast.",
+        ("role::program", "use::editing"),
+        "",
+    )  # rare and special:: tags out
+    table = corpus._table(rows)
+    assert str(table.schema.field("label").type) == "list<item: string>"
+    monkeypatch.setattr(debian, "MIRROR", "http://127.0.0.1:9/")  # nothing listens there
+    with pytest.raises(DataError, match="cannot fetch the x corpus: .* is unreachable"):
+        debian.download_archive_file("dists/a", "0" * 64, "the x corpus", timeout_s=5)
