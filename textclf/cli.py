@@ -7,7 +7,7 @@ from pathlib import Path
 import click
 
 from textclf.errors import TextclfError
-from textclf.labeling.config import FORMATS, LABEL_DEFAULTS
+from textclf.labeling.config import FORMATS, LABEL_DEFAULTS, RUNNERS
 from textclf.runtime.precision import PRECISIONS
 from textclf.training.config import (
     ARCHITECTURES,
@@ -317,6 +317,14 @@ def prepare(source, out, text_column, label_column, id_column, split_text, seed,
 @click.option("--use-gpu", is_flag=True, help="One GPU per inference actor.")
 @PRECISION_OPTION
 @click.option(
+    "--runner",
+    type=click.Choice(RUNNERS),
+    default=LABEL_DEFAULTS["runner"],
+    show_default=True,
+    help="ray: Ray Data's actor pool; in-process: this process alone, without Ray; auto: in-process when "
+    "the input is small for its model (Ray's start-up would not pay back) and no cluster is given.",
+)
+@click.option(
     "--stall-timeout",
     type=float,
     default=LABEL_DEFAULTS["stall_timeout_s"],
@@ -340,6 +348,7 @@ def label(
     concurrency,
     use_gpu,
     precision,
+    runner,
     stall_timeout,
     overwrite,
     address,
@@ -366,6 +375,7 @@ def label(
         batch_tokens=batch_tokens,
         precision=precision,
         stall_timeout_s=stall_timeout,
+        runner=runner,
     )
     manifest = run_labeling(model_dir, input_spec, output, config, overwrite=overwrite, address=address)
     if manifest.get("already_complete"):

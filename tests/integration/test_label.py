@@ -73,6 +73,40 @@ def test_every_row_exactly_once_with_errors_for_bad_text(label_bundles, corpus, 
     assert 0 < manifest["padding_efficiency"] <= 1 and manifest["tokens_per_s"] > 0
 
 
+def test_in_process_labels_as_the_ray_pipeline_does(label_bundles, corpus, tmp_path, ray_local):
+    options = dict(keep_columns=["src", "text"], probabilities=True, top_k=2)
+    tables = {}
+    for runner in ("ray", "in-process"):
+        manifest = textclf.label(label_bundles[0], str(corpus), str(tmp_path / runner), runner=runner, **options)
+        assert manifest["runner"] == runner and (manifest["rows_in"], manifest["rows_labeled"]) == (900, 897)
+        tables[runner] = read_labeled(tmp_path / runner).sort_by("id")
+    ray_rows, local_rows = tables["ray"], tables["in-process"]
+    assert local_rows.schema == ray_rows.schema and local_rows.num_rows == 900
+    for name in local_rows.column_names:
+        if name in ("confidence", "confidences", "probs"):  # the batches differ, so sums may round apart
+            for a, b in zip(local_rows[name].to_pylist(), ray_rows[name].to_pylist()):
+                assert a == b if a is None or b is None else a == pytest.approx(b, abs=1e-5)
+        elif name != "scores":  # a struct of the same probabilities as `probs`
+            assert local_rows[name].to_pylist() == ray_rows[name].to_pylist(), name
+
+
+def test_a_small_label_command_runs_without_ray(label_bundles, corpus, tmp_path):
+    import subprocess
+    import sys
+
+    out = tmp_path / "out"
+    done = subprocess.run(
+        [sys.executable, "-m", "textclf.cli", "label", label_bundles[0], str(corpus), str(out)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert [json.loads(line)["event"] for line in done.stderr.splitlines()][-1] == "done", done.stderr
+    manifest = json.loads((out / "_manifest.json").read_text())
+    assert manifest["runner"] == "in-process" and manifest["rows_labeled"] == 897 and manifest["rows_per_node"] == {}
+
+
 def test_chosen_labels_and_scores_read_the_same_in_pyarrow_pandas_and_duckdb(
     label_bundles, corpus, tmp_path, ray_local
 ):
@@ -216,7 +250,8 @@ def test_a_label_command_writes_nothing_but_its_progress_to_stderr(label_bundles
     import sys
 
     done = subprocess.run(
-        [sys.executable, "-m", "textclf.cli", "label", label_bundles[0], str(corpus), str(tmp_path / "out")],
+        [sys.executable, "-m", "textclf.cli", "label", label_bundles[0], str(corpus), str(tmp_path / "out")]
+        + ["--runner", "ray"],
         capture_output=True,
         text=True,
         timeout=300,

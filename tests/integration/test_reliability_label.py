@@ -70,7 +70,7 @@ def _wait_for(proc, line, timeout=180):
 @pytest.mark.slow
 def test_kill_9_mid_run_then_rerun_labels_every_row_once(label_bundles, tmp_path, ray_local):
     corpus, out = _corpus(tmp_path / "in"), tmp_path / "out"
-    proc = _label_process(label_bundles[0], corpus, out, "pause_after_commits=2")
+    proc = _label_process(label_bundles[0], corpus, out, "pause_after_commits=2", "--runner", "ray")
     try:
         _wait_for(proc, "paused")  # two inputs committed, the others in flight
         # a second run on the same OUTPUT meanwhile is refused, not interleaved
@@ -121,7 +121,9 @@ def test_a_crashing_actor_loses_and_duplicates_nothing(label_bundles, tmp_path, 
 def test_a_hung_actor_fails_the_run_after_the_stall_timeout(label_bundles, tmp_path):
     corpus, out = _corpus(tmp_path / "in", files=1), tmp_path / "out"
     started = time.monotonic()
-    proc = _label_process(label_bundles[0], corpus, out, f"actor_hang={tmp_path / 'hangs'}:1", "--stall-timeout", "10")
+    proc = _label_process(
+        label_bundles[0], corpus, out, f"actor_hang={tmp_path / 'hangs'}:1", "--stall-timeout", "10", "--runner", "ray"
+    )
     try:
         _, stderr = proc.communicate(timeout=240)
     finally:
@@ -228,7 +230,7 @@ def test_bundle_input_and_output_on_s3_survive_kill_9_and_rerun(label_bundles, t
         listing = s3.list_objects_v2(Bucket=bucket, Prefix="labeled/").get("Contents", [])
         return sorted(o["Key"].removeprefix("labeled/") for o in listing if o["Key"] != "labeled/")  # no marker
 
-    proc = _label_process(model, inputs, out, "pause_after_commits=2")
+    proc = _label_process(model, inputs, out, "pause_after_commits=2", "--runner", "ray")
     try:
         _wait_for(proc, "paused")  # two inputs committed, the others in flight
     finally:
@@ -237,7 +239,7 @@ def test_bundle_input_and_output_on_s3_survive_kill_9_and_rerun(label_bundles, t
     assert len(committed) == 2 and "_SUCCESS" not in objects()
     assert all(pq.read_table(f"{bucket}/labeled/{k}", filesystem=filesystem).num_rows == 300 for k in committed)
 
-    rerun = _label_process(model, inputs, out)
+    rerun = _label_process(model, inputs, out)  # small: in-process, resuming what Ray's run left
     assert rerun.wait(timeout=300) == 0, rerun.stderr.read()
     assert [k for k in objects() if not k.startswith("part-")] == ["_SUCCESS", "_manifest.json", "_run.json"]
     parts = [pq.read_table(f"{bucket}/labeled/{k}", filesystem=filesystem) for k in objects() if k.startswith("part-")]
@@ -245,4 +247,4 @@ def test_bundle_input_and_output_on_s3_survive_kill_9_and_rerun(label_bundles, t
     assert len(ids) == len(set(ids)) == 1200  # every row once
     with filesystem.open_input_stream(f"{bucket}/labeled/_manifest.json") as f:
         manifest = json.loads(f.read())
-    assert manifest["rows_this_run"] == 600 and manifest["rows_labeled"] == 1200
+    assert manifest["rows_this_run"] == 600 and manifest["rows_labeled"] == 1200 and manifest["runner"] == "in-process"

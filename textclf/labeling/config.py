@@ -9,6 +9,7 @@ from textclf.inference.selection import check_selection
 from textclf.runtime.precision import check_precision
 
 FORMATS = ("parquet", "arrow")
+RUNNERS = ("auto", "ray", "in-process")
 # the options that shape the output; the others (speed, placement) may change on a rerun
 OUTPUT_OPTIONS = (
     "text_column",
@@ -38,6 +39,9 @@ class LabelConfig:
     batch_tokens: int | None = None  # None: the device's default (textclf.inference.predictor.inference_batching)
     precision: str = "auto"  # textclf.runtime.precision
     stall_timeout_s: float = 900.0  # no labeled rows for this long: an actor is hung, fail the run
+    # ray: Ray Data's actor pool; in-process: this process alone, no Ray; auto: in-process when the input
+    # is small enough that a local Ray's start-up would not pay back (textclf.labeling.pipeline)
+    runner: str = "auto"
 
     def __post_init__(self) -> None:
         if self.format not in FORMATS:
@@ -48,6 +52,8 @@ class LabelConfig:
             raise DataError(f"--batch-tokens must be >= 1, got {self.batch_tokens}")
         check_precision(self.precision)
         check_selection(self.top_k, self.threshold)
+        if self.runner not in RUNNERS:
+            raise DataError(f"--runner must be one of {', '.join(RUNNERS)}, got {self.runner!r}")
         if self.stall_timeout_s <= 0:
             raise DataError(f"--stall-timeout must be > 0, got {self.stall_timeout_s}")
 

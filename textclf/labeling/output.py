@@ -59,6 +59,7 @@ class RunStats:
     padding: PaddingStats = field(default_factory=PaddingStats)
     labeling_s: float = 0.0  # from the pipeline's start (Ray up) to its last row: the progress bar's clock
     rows_per_node: dict[str, int] = field(default_factory=dict)  # labeled by the actors of each Ray node
+    runner: str | None = None  # "ray" or "in-process"; None when nothing was left to label
 
 
 @contextlib.contextmanager
@@ -260,6 +261,7 @@ def write_manifest(
         "docs_per_s": round(rows_done / stats.labeling_s, 1) if stats.labeling_s and rows_done else None,
         "tokens_per_s": (round(padding.real_tokens / stats.labeling_s, 1) if stats.labeling_s and rows_done else None),
         "padding_efficiency": round(padding.efficiency, 4) if rows_done else None,
+        "runner": stats.runner,
         "rows_per_node": stats.rows_per_node,
     }
     out.write_text(MANIFEST, json.dumps(manifest, indent=1))

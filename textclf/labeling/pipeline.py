@@ -4,6 +4,9 @@ Flow: input files (sorted, row counts from footers) -> Ray Data reads each file 
 adding its path, row numbers and ids -> an actor pool loads the bundle once per actor and labels
 batches -> the driver hands each input's rows to the output protocol (textclf.labeling.output), which
 commits an input's file once every row of it has arrived and writes the manifest last.
+
+A small input (`--runner auto`) skips Ray: the same reading, labeling and output protocol run in this
+process, one chunk after another, since a local Ray's start-up would take longer than the labeling.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ import json
 import os
 import queue
 import re
+import sys
 import threading
 import time
 from collections.abc import Iterator, Sequence
@@ -51,6 +55,11 @@ INFER_ROWS = 4096  # most rows per inference call: sorted by length inside; larg
 # Ray Data merges a task's output up to this size; small enough that a big input file streams through
 # in pieces (memory stays flat as files grow), large enough that per-block overhead stays negligible
 BLOCK_BYTES = 16 * 1024 * 1024
+# What `--runner auto` weighs a run with (docs/performance.md): documents a second one process labels
+# on the mixed-length benchmark corpus (1-8 review snippets each) in float32 on a 2-core AVX2 machine,
+# and the seconds a local Ray session adds to a labeling command (start-up, actors, shutdown).
+IN_PROCESS_DOCS_PER_S = {"bow": 9000, "mlp": 9000, "cnn": 800, "bilstm": 120, "transformer": 7}
+LOCAL_RAY_START_S = 10.0
 
 
 def label(
@@ -96,7 +105,11 @@ def label(
             commit_empty(state, filesystem, out, config, meta["labels"], metadata, meta.get("multi_label", False))
             pending.remove(state)
         try:
-            if pending:
+            if pending and _runs_in_process(config, meta["arch"], sum(s.source.rows for s in pending), address):
+                stats.runner = "in-process"
+                _run_in_process(model_dir, filesystem, pending, out, config, stats, metadata)
+            elif pending:
+                stats.runner = "ray"
                 _run_pipeline(model_dir, filesystem, pending, out, config, address, stats, metadata)
             rows_done = sum(s.done for s in pending)
             return write_manifest(out, run, states, rows_done, stats, time.monotonic() - started)
@@ -107,6 +120,24 @@ def label(
             ) from None
         finally:
             discard_uncommitted(pending)
+
+
+def _runs_in_process(config: LabelConfig, arch: str, rows: int, address: str | None) -> bool:
+    """`--runner auto`: in-process when one process would finish before a local Ray session of one actor
+    per core, started for this command, would: rows / rate <= start-up + rows / (rate * cores). A cluster
+    (--address), a Ray already running here, GPUs or a chosen --concurrency mean Ray."""
+    if config.runner != "auto":
+        return config.runner == "in-process"
+    ray = sys.modules.get("ray")  # imported only if something here already uses Ray
+    if address or os.environ.get("RAY_ADDRESS") or config.use_gpu or config.concurrency:
+        return False
+    if ray is not None and ray.is_initialized():
+        return False
+    cores = len(os.sched_getaffinity(0))
+    if cores == 1:
+        return True
+    rate = IN_PROCESS_DOCS_PER_S.get(arch, min(IN_PROCESS_DOCS_PER_S.values()))
+    return rows <= LOCAL_RAY_START_S * rate * cores / (cores - 1)
 
 
 def _check_columns(filesystem, inputs: list[InputFile], config: LabelConfig) -> None:
@@ -168,7 +199,7 @@ def _run_pipeline(
     stats: RunStats,
     metadata: dict[bytes, bytes],
 ) -> None:
-    from textclf.labeling.labeler import STATS, BatchLabeler, encode_texts
+    from textclf.labeling.labeler import BatchLabeler, encode_texts
     from textclf.runtime.ray_session import ray_session
     from textclf.runtime.stderr_filter import RAY_53727, without_stderr_lines
 
@@ -232,28 +263,81 @@ def _run_pipeline(
             num_gpus=1 if config.use_gpu else 0,
             runtime_env=worker_env(),
         )
-        padding, rows_per_node = stats.padding, stats.rows_per_node
         progress = Progress("label", sum(s.source.rows for s in pending))
         batches = _with_actor_errors(labeled.iter_batches(batch_format="pyarrow", batch_size=None))
         for batch in _with_stall_timeout(batches, config.stall_timeout_s):
-            padding.real_tokens += pc.sum(batch["_real_tokens"]).as_py() or 0
-            padding.padded_tokens += pc.sum(batch["_padded_tokens"]).as_py() or 0
-            calls = batch.select(["_node", "_rows"]).filter(pc.is_valid(batch["_node"]))
-            for node, rows in zip(calls["_node"].to_pylist(), calls["_rows"].to_pylist()):
-                rows_per_node[node] = rows_per_node.get(node, 0) + rows
-            batch = batch.drop_columns(list(STATS))
-            for file_index in np.unique(batch["_file"].to_numpy()):
-                part = batch.filter(pc.equal(batch["_file"], int(file_index)))
-                append_rows(by_index[int(file_index)], part, out, config, metadata)
-            elapsed = time.monotonic() - progress.started
-            progress.update(
-                batch.num_rows,
-                tokens=padding.real_tokens,
-                tokens_per_s=round(padding.real_tokens / elapsed) if elapsed else 0,
-                padding_efficiency=padding.efficiency,
-            )
+            _deliver(batch, by_index, out, config, metadata, stats, progress)
         progress.close()
         stats.labeling_s = time.monotonic() - progress.started
+    _check_complete(pending)
+
+
+def _run_in_process(
+    model_dir: str,
+    filesystem,
+    pending: list[FileState],
+    out: Folder,
+    config: LabelConfig,
+    stats: RunStats,
+    metadata: dict[bytes, bytes],
+) -> None:
+    """The same labeling without Ray: this process reads, encodes and labels each input in turn (torch
+    uses every core for the model). For inputs small enough that Ray's start-up would not pay back."""
+    from textclf.labeling.labeler import BatchLabeler
+
+    labeler = BatchLabeler(
+        model_dir,
+        keep_columns=["_file", "_row", *config.keep_columns],
+        probabilities=config.probabilities,
+        top_k=config.top_k,
+        threshold=config.threshold,
+        device="cuda" if config.use_gpu else "cpu",
+        batch_tokens=config.batch_tokens,
+        precision=config.precision,
+        text_column="_text",
+    )
+    by_index = {s.index: s for s in pending}
+    progress = Progress("label", sum(s.source.rows for s in pending))
+    files = pa.table({"index": [s.index for s in pending], "path": [s.source.path for s in pending]})
+    for chunk in read_files(files, filesystem, config.text_column, config.id_column, list(config.keep_columns)):
+        _deliver(labeler(chunk), by_index, out, config, metadata, stats, progress)
+    progress.close()
+    stats.labeling_s = time.monotonic() - progress.started
+    _check_complete(pending)
+
+
+def _deliver(
+    batch: pa.Table,
+    by_index: dict[int, FileState],
+    out: Folder,
+    config: LabelConfig,
+    metadata: dict[bytes, bytes],
+    stats: RunStats,
+    progress: Progress,
+) -> None:
+    """Hand a labeled batch's rows to their inputs' output files; count its tokens and rows."""
+    from textclf.labeling.labeler import STATS
+
+    padding = stats.padding
+    padding.real_tokens += pc.sum(batch["_real_tokens"]).as_py() or 0
+    padding.padded_tokens += pc.sum(batch["_padded_tokens"]).as_py() or 0
+    calls = batch.select(["_node", "_rows"]).filter(pc.is_valid(batch["_node"]))
+    for node, rows in zip(calls["_node"].to_pylist(), calls["_rows"].to_pylist()):
+        stats.rows_per_node[node] = stats.rows_per_node.get(node, 0) + rows
+    batch = batch.drop_columns(list(STATS))
+    for file_index in np.unique(batch["_file"].to_numpy()):
+        part = batch.filter(pc.equal(batch["_file"], int(file_index)))
+        append_rows(by_index[int(file_index)], part, out, config, metadata)
+    elapsed = time.monotonic() - progress.started
+    progress.update(
+        batch.num_rows,
+        tokens=padding.real_tokens,
+        tokens_per_s=round(padding.real_tokens / elapsed) if elapsed else 0,
+        padding_efficiency=padding.efficiency,
+    )
+
+
+def _check_complete(pending: list[FileState]) -> None:
     for state in pending:  # an input that did not deliver every row is not committed
         if state.done != state.source.rows:
             state.failed = f"read stopped after {state.done} of {state.source.rows} rows"

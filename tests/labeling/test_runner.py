@@ -1,0 +1,59 @@
+"""`--runner auto`: which inputs are labeled in-process and which go to Ray."""
+
+import sys
+
+import pytest
+
+from textclf.errors import DataError
+from textclf.labeling.config import LabelConfig
+from textclf.labeling.pipeline import _runs_in_process
+
+
+@pytest.fixture
+def no_ray(monkeypatch):
+    """A fresh command: no Ray imported in this process, no cluster in the environment."""
+    monkeypatch.delitem(sys.modules, "ray", raising=False)
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+
+
+@pytest.mark.parametrize(
+    ("cores", "arch", "rows", "in_process"),
+    [
+        (2, "bow", 300, True),
+        (2, "bow", 30_000, True),
+        (2, "bow", 300_000, False),  # 10 s of Ray start-up pays back over 180,000 rows on 2 cores
+        (2, "bilstm", 300, True),
+        (2, "bilstm", 30_000, False),
+        (2, "transformer", 1_000, False),
+        (16, "bow", 150_000, False),  # more cores: Ray pays back sooner
+        (1, "bilstm", 10_000_000, True),  # one core: Ray's actors could only take turns
+    ],
+)
+def test_auto_weighs_the_rows_against_ray_start_up(monkeypatch, no_ray, cores, arch, rows, in_process):
+    monkeypatch.setattr("os.sched_getaffinity", lambda pid: set(range(cores)))
+    assert _runs_in_process(LabelConfig(), arch, rows, address=None) is in_process
+
+
+@pytest.mark.parametrize(
+    ("config", "address", "env"),
+    [
+        (LabelConfig(), "127.0.0.1:6379", {}),
+        (LabelConfig(), None, {"RAY_ADDRESS": "127.0.0.1:6379"}),
+        (LabelConfig(concurrency=2), None, {}),
+        (LabelConfig(use_gpu=True), None, {}),
+        (LabelConfig(runner="ray"), None, {}),
+    ],
+)
+def test_a_cluster_gpus_actors_or_runner_ray_mean_ray(monkeypatch, no_ray, config, address, env):
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    assert not _runs_in_process(config, "bow", 10, address)
+
+
+def test_runner_in_process_is_kept_whatever_the_size(no_ray):
+    assert _runs_in_process(LabelConfig(runner="in-process"), "transformer", 10_000_000, None)
+
+
+def test_an_unknown_runner_is_refused():
+    with pytest.raises(DataError, match="--runner must be one of auto, ray, in-process"):
+        LabelConfig(runner="spark")
