@@ -172,4 +172,15 @@ def emit(name: str, title: str, body: str, notes: Sequence[str] = ()) -> None:
 def machine() -> str:
     import torch
 
-    return f"{os.cpu_count()} CPUs, torch {torch.__version__} ({torch.get_num_threads()} threads)"
+    return f"{os.cpu_count()} CPUs ({cpu_flags()}), torch {torch.__version__} ({torch.get_num_threads()} threads)"
+
+
+def cpu_flags() -> str:
+    """The CPU's vector extensions that decide which arithmetic is fast: bf16 and int8 (VNNI) kernels."""
+    wanted = ("avx2", "avx512f", "avx512_vnni", "avx_vnni", "avx512_bf16", "amx_bf16", "amx_int8")
+    try:
+        with open("/proc/cpuinfo") as f:
+            flags = next((line.split(":", 1)[1].split() for line in f if line.startswith("flags")), [])
+    except OSError:
+        return "flags unknown"
+    return " ".join(w for w in wanted if w in flags) or "no AVX2"

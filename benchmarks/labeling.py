@@ -53,6 +53,7 @@ def run_textclf(arch: str, corpus: Path, work: Path, caller: str = "labeling", p
         "docs": manifest["rows_in"],
         "labeling_s": manifest["elapsed_s"],
         "padding_efficiency": manifest["padding_efficiency"],
+        "runner": manifest["runner"],
     }
 
 
@@ -93,7 +94,7 @@ def summarize(model: str, textclf_runs: list[dict], seed_runs: list[dict]) -> li
     ours, seed = median([r["wall_s"] for r in textclf_runs]), median([r["wall_s"] for r in seed_runs])
     ours_loop = median([r["labeling_s"] for r in textclf_runs])
     return [
-        model,
+        f"{model}, {textclf_runs[0]['runner']}",
         f"{docs / ours:,.0f}",
         f"{docs / ours_loop:,.0f}",
         f"{docs / seed:,.0f}",
@@ -145,7 +146,7 @@ def main() -> None:
             rows.append(summarize(arch, runs["textclf"], runs["seed"]))
     (args.work / "labeling.json").write_text(json.dumps({"docs": args.docs, "results": results}, indent=1))
     headers = [
-        "model",
+        "model, textclf's runner",
         "textclf docs/s (whole command)",
         "textclf docs/s (labeling only)",
         "seed-style docs/s (whole command)",
