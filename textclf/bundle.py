@@ -233,11 +233,14 @@ def load_bundle(directory: str | Path, device: str | torch.device = "cpu") -> Bu
     from safetensors import SafetensorError
     from safetensors.torch import load_file
 
+    from textclf.models import create_model
+
     directory = local_bundle(directory)
     meta = read_bundle_meta(directory)
     try:
+        model = create_model(meta["arch"], **meta["model_config"])
         state = load_file(str(directory / WEIGHTS), device="cpu")
-        model = _model_with_weights(meta, state)
+        model.load_state_dict(state, strict=True)
         tokenizer = read_bundle_tokenizer(directory, meta)
         vocab = Vocab(meta["vocab"]) if isinstance(tokenizer, TokenizerConfig) else None
         labels = list(meta["labels"])
@@ -247,20 +250,3 @@ def load_bundle(directory: str | Path, device: str | torch.device = "cpu") -> Bu
     skip = {"arch", "model_config", "labels", "tokenizer", "max_tokens", "vocab"}
     info = {k: v for k, v in meta.items() if k not in skip}
     return Bundle(model, meta["arch"], vocab, labels, tokenizer, int(meta["max_tokens"]), info)
-
-
-def _model_with_weights(meta: dict, state: dict[str, torch.Tensor]) -> torch.nn.Module:
-    """The bundle's model holding `state`. Built on the meta device, so no initial weights are drawn only
-    to be overwritten (a second of a small labeling command for bow's million-row bigram table); a model
-    with tensors the weights file does not hold (a transformer's non-persistent buffers) is built whole."""
-    import torch
-
-    from textclf.models import create_model
-
-    with torch.device("meta"):
-        model = create_model(meta["arch"], **meta["model_config"])
-    model.load_state_dict(state, strict=True, assign=True)
-    if any(t.is_meta for t in (*model.parameters(), *model.buffers())):
-        model = create_model(meta["arch"], **meta["model_config"])
-        model.load_state_dict(state, strict=True)
-    return model

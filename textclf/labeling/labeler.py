@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import functools
 import os
+import sys
 import time
 from collections.abc import Sequence
 
@@ -182,12 +183,8 @@ def score_columns(probs: np.ndarray, ok: np.ndarray, labels: Sequence[str]):
 
 
 def _node_id() -> str | None:
-    try:
-        import ray
-
-        return ray.get_runtime_context().get_node_id() if ray.is_initialized() else None
-    except ImportError:  # the labeler also runs without Ray (tests, predict-like use)
-        return None
+    ray = sys.modules.get("ray")  # the labeler also runs without Ray (in-process), which it must not import
+    return ray.get_runtime_context().get_node_id() if ray is not None and ray.is_initialized() else None
 
 
 def output_schema(
