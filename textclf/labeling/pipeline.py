@@ -55,10 +55,10 @@ INFER_ROWS = 4096  # most rows per inference call: sorted by length inside; larg
 # Ray Data merges a task's output up to this size; small enough that a big input file streams through
 # in pieces (memory stays flat as files grow), large enough that per-block overhead stays negligible
 BLOCK_BYTES = 16 * 1024 * 1024
-# What `--runner auto` weighs a run with (docs/performance.md): documents a second one process labels
-# on the mixed-length benchmark corpus (1-8 review snippets each) in float32 on a 2-core AVX2 machine,
-# and the seconds a local Ray session adds to a labeling command (start-up, actors, shutdown).
-IN_PROCESS_DOCS_PER_S = {"bow": 9000, "mlp": 9000, "cnn": 800, "bilstm": 120, "transformer": 7}
+# What `--runner auto` weighs a run with (docs/performance.md): documents a second one process labels on
+# the mixed-length benchmark corpus (1-8 review snippets each), float32, on a 2-core AVX2 machine; and the
+# seconds a local Ray session adds to a labeling command (start-up, actors, shutdown).
+IN_PROCESS_DOCS_PER_S = {"bow": 8000, "mlp": 8000, "cnn": 800, "bilstm": 100, "transformer": 7}
 LOCAL_RAY_START_S = 10.0
 
 
@@ -123,9 +123,12 @@ def label(
 
 
 def _runs_in_process(config: LabelConfig, arch: str, rows: int, address: str | None) -> bool:
-    """`--runner auto`: in-process when one process would finish before a local Ray session of one actor
-    per core, started for this command, would: rows / rate <= start-up + rows / (rate * cores). A cluster
-    (--address), a Ray already running here, GPUs or a chosen --concurrency mean Ray."""
+    """`--runner auto`: in-process when this process alone would finish before a local Ray session
+    started for the command: rows / rate <= start-up + rows / (rate * (cores - 1)). Ray's pool labels at
+    most cores - 1 times one process's rate, as the driver's reading and writing and Ray's own processes
+    take about a core: on 2 cores its 2 actors labeled bow at 1.15x and bilstm at 0.77x of one process
+    using both cores, so there it never pays back. A cluster (--address), a Ray already running here,
+    GPUs or a chosen --concurrency mean Ray."""
     if config.runner != "auto":
         return config.runner == "in-process"
     ray = sys.modules.get("ray")  # imported only if something here already uses Ray
@@ -133,11 +136,11 @@ def _runs_in_process(config: LabelConfig, arch: str, rows: int, address: str | N
         return False
     if ray is not None and ray.is_initialized():
         return False
-    cores = len(os.sched_getaffinity(0))
-    if cores == 1:
+    parallel = len(os.sched_getaffinity(0)) - 1
+    if parallel <= 1:
         return True
     rate = IN_PROCESS_DOCS_PER_S.get(arch, min(IN_PROCESS_DOCS_PER_S.values()))
-    return rows <= LOCAL_RAY_START_S * rate * cores / (cores - 1)
+    return rows <= LOCAL_RAY_START_S * rate * parallel / (parallel - 1)
 
 
 def _check_columns(filesystem, inputs: list[InputFile], config: LabelConfig) -> None:
