@@ -13,6 +13,7 @@ import sys
 import time
 from pathlib import Path
 
+import pyarrow.fs as pafs
 import pytest
 import torch
 from click.testing import CliRunner
@@ -48,11 +49,25 @@ def _train(tiny_corpus, out: Path) -> tuple[dict, float]:
 
 
 def _latest_checkpoint(run_dir: Path) -> Path | None:
+    latest = _latest_checkpoint_name(_read_json(run_dir / SNAPSHOT))
+    return run_dir / latest if latest else None
+
+
+def _latest_checkpoint_name(snapshot: dict | None) -> str | None:
+    latest = (snapshot or {}).get("latest_checkpoint_result")
+    return latest["checkpoint_dir_name"] if latest else None
+
+
+def _read_json(path: Path | str) -> dict | None:
+    """A JSON file on disk or at an `s3://` URI; None while missing or mid-write."""
     try:
-        latest = json.loads((run_dir / SNAPSHOT).read_text())["latest_checkpoint_result"]
-    except (OSError, ValueError):  # not written yet, or caught mid-write
+        if isinstance(path, Path):
+            return json.loads(path.read_text())
+        filesystem, key = pafs.FileSystem.from_uri(path)  # the endpoint from AWS_ENDPOINT_URL, as textclf's
+        with filesystem.open_input_stream(key) as f:
+            return json.loads(f.read())
+    except (OSError, ValueError):
         return None
-    return run_dir / latest["checkpoint_dir_name"] if latest else None
 
 
 @pytest.fixture(scope="module")
@@ -133,9 +148,10 @@ def _epoch_events(log: Path) -> list[dict]:
 
 
 @pytest.mark.slow
-def test_training_killed_with_sigkill_resumes_from_its_last_checkpoint(tiny_corpus, tmp_path):
+def test_training_killed_with_sigkill_resumes_from_its_last_checkpoint(tiny_corpus, tmp_path, s3_bucket):
+    """Checkpoints on S3 (`--storage`, moto's local server): the kill leaves them there, --resume reads them."""
     out = tmp_path / "bow"
-    run_dir = tmp_path / "bow.checkpoints" / "train"
+    run_dir = f"{s3_bucket}/checkpoints/train"
     small_table = tmp_path / "small.yaml"  # as RUN: same paths, small checkpoints
     small_table.write_text("model:\n  num_buckets: 1000\n")
     common = [
@@ -156,21 +172,25 @@ def test_training_killed_with_sigkill_resumes_from_its_last_checkpoint(tiny_corp
         "0",
         "--config",
         small_table,
+        "--storage",
+        f"{s3_bucket}/checkpoints",
     ]
-    # far more epochs than it will live for: killed as soon as one checkpoint is on disk
+    # far more epochs than it will live for: killed as soon as one checkpoint is stored
     first = _textclf(*common, "--epochs", "200", log=tmp_path / "first.log")
     try:
         deadline = time.monotonic() + 240
-        while _latest_checkpoint(run_dir) is None:
+        while _latest_checkpoint_name(_read_json(f"{run_dir}/{SNAPSHOT}")) is None:
             assert first.poll() is None, (tmp_path / "first.log").read_text()[-3000:]
             assert time.monotonic() < deadline, "no checkpoint after 240 s"
-            time.sleep(0.1)
+            time.sleep(0.2)
     finally:
         gone_s = kill_session(first)
     assert first.returncode == -signal.SIGKILL and not out.exists()
+    assert not (tmp_path / "bow.checkpoints").exists()  # nothing went to the local default
 
-    checkpoint = _latest_checkpoint(run_dir)  # read after the kill: what the resumed run must start from
-    state = json.loads((checkpoint / "state.json").read_text())
+    # read after the kill: what the resumed run must start from
+    latest = _latest_checkpoint_name(_read_json(f"{run_dir}/{SNAPSHOT}"))
+    state = _read_json(f"{run_dir}/{latest}/state.json")
     done = state["epoch"]
     assert done >= 1 and [h["epoch"] for h in state["history"]] == list(range(1, done + 1))
 
