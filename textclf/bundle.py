@@ -233,14 +233,14 @@ def load_bundle(directory: str | Path, device: str | torch.device = "cpu") -> Bu
     from safetensors import SafetensorError
     from safetensors.torch import load_file
 
-    from textclf.models import create_model
+    from textclf.models import create_model_to_load
 
     directory = local_bundle(directory)
     meta = read_bundle_meta(directory)
     try:
-        model = create_model(meta["arch"], **meta["model_config"])
+        model = create_model_to_load(meta["arch"], **meta["model_config"])
         state = load_file(str(directory / WEIGHTS), device="cpu")
-        model.load_state_dict(state, strict=True)
+        model.load_state_dict(state, strict=True, assign=True)
         tokenizer = read_bundle_tokenizer(directory, meta)
         vocab = Vocab(meta["vocab"]) if isinstance(tokenizer, TokenizerConfig) else None
         labels = list(meta["labels"])

@@ -10,7 +10,7 @@ from textclf.models.bilstm import BiLSTM, BiLSTMConfig
 from textclf.models.bow import BoWConfig, FastText
 from textclf.models.cnn import CNNConfig, TextCNN
 from textclf.models.mlp import MLP, MLPConfig
-from textclf.models.registry import TextClassifier, config_class, create_model, model_names
+from textclf.models.registry import TextClassifier, config_class, create_model, create_model_to_load, model_names
 from textclf.models.transformer import TransformerClassifier, TransformerConfig
 
 __all__ = [
@@ -27,5 +27,6 @@ __all__ = [
     "TransformerConfig",
     "config_class",
     "create_model",
+    "create_model_to_load",
     "model_names",
 ]

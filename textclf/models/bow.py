@@ -44,15 +44,15 @@ class BoWConfig:
 
 @register_model("bow", BoWConfig)
 class FastText(TextClassifier):
+    builds_on_meta = True
+
     def __init__(self, config: BoWConfig):
         super().__init__()
         self.config = config
         dim = config.embedding_dim
-        self.embedding = nn.EmbeddingBag(config.vocab_size, dim, mode="sum", padding_idx=0)
+        self.embedding = _table(config.vocab_size, dim)
         # Row 0 of the bigram table is padding too: invalid pairs hash to it and drop out.
-        self.bigram_embedding = (
-            nn.EmbeddingBag(config.num_buckets + 1, dim, mode="sum", padding_idx=0) if config.num_buckets else None
-        )
+        self.bigram_embedding = _table(config.num_buckets + 1, dim) if config.num_buckets else None
         self.dropout = nn.Dropout(config.dropout)
         self.fc = nn.Linear(dim, config.num_classes)
         # fastText's initialisation: input vectors U(-1/dim, 1/dim), output layer zero.
@@ -86,6 +86,13 @@ class FastText(TextClassifier):
             count = count + (bigrams != 0).sum(dim=1)
         mean = total / count.clamp(min=1).unsqueeze(1).to(total.dtype)
         return self.fc(self.dropout(mean))
+
+
+def _table(rows: int, dim: int) -> nn.EmbeddingBag:
+    weight = torch.empty(rows, dim)
+    if not weight.is_meta:  # on meta the model is built to load a bundle's weights into: nothing to draw
+        weight.normal_()  # EmbeddingBag's own N(0, 1) draw, overwritten below: seeded runs keep their stream
+    return nn.EmbeddingBag(rows, dim, mode="sum", padding_idx=0, _weight=weight)
 
 
 def _bag(table: nn.EmbeddingBag, ids: torch.Tensor) -> torch.Tensor:
