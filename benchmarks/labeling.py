@@ -11,9 +11,10 @@ mixed-length corpus with models of the same size.
 Both sides are timed the same way, as a whole command in a subprocess. The seed-style models keep
 random weights (speed depends on a model's size, not on its weights); textclf's bundles are trained
 for one epoch. On a CPU with native bf16, textclf's default (`--precision auto`) scores in bf16 while
-the seed-style loop stays in float32, so textclf also runs with `--precision fp32` there: the table
-shows both, and how many labels bf16 changes. Raw figures go to runs/bench/labeling.json
-(benchmarks/tokenizer.py reads them).
+the seed-style loop stays in float32, so textclf also runs with `--precision fp32` there by default;
+`--precisions int8` adds int8 runs. Each precision gets a row; the notes give the share of documents
+whose label it keeps against float32 and its accuracy on the rotten-tomatoes test split beside
+float32's. Raw figures go to runs/bench/labeling.json (benchmarks/tokenizer.py reads them).
 """
 
 from __future__ import annotations
@@ -62,15 +63,22 @@ def labeled_dir(arch: str, corpus: Path, work: Path, caller: str = "labeling", p
     return work / "labeled" / f"{caller}-textclf-{arch}-{corpus.parent.name}{suffix}"
 
 
-def label_agreement(arch: str, corpus: Path, work: Path) -> float:
-    """Share of documents whose label is the same in the default (bf16) and the fp32 output."""
+def label_agreement(arch: str, corpus: Path, work: Path, precision: str, reference: str) -> float:
+    """Share of documents with the same label in the `precision` and the `reference` outputs."""
 
     def labels(precision: str) -> dict:
         table = ds.dataset(labeled_dir(arch, corpus, work, precision=precision)).to_table(columns=["id", "label"])
         return dict(zip(table.column("id").to_pylist(), table.column("label").to_pylist()))
 
-    default, fp32 = labels("auto"), labels("fp32")
-    return sum(default[doc] == label for doc, label in fp32.items()) / len(fp32)
+    ours, theirs = labels(precision), labels(reference)
+    return sum(ours[doc] == label for doc, label in theirs.items()) / len(theirs)
+
+
+def test_accuracy(arch: str, work: Path, precision: str) -> float:
+    """The benchmark bundle's accuracy on the rotten-tomatoes test split, scored in `precision`."""
+    test = prepared_data(work) / "test"
+    done = run_timed([TEXTCLF, "evaluate", str(bundle(arch, work)), str(test), "--json", "--precision", precision])
+    return json.loads(done.stdout)["accuracy"]
 
 
 def run_seed(arch: str, corpus: Path, work: Path, threads: int | None = None) -> dict:
@@ -116,7 +124,9 @@ def main() -> None:
     )
     parser.add_argument("--work", type=Path, default=WORK, help="cache folder (default runs/bench)")
     parser.add_argument(
-        "--no-fp32", action="store_true", help="skip textclf's extra --precision fp32 runs on a CPU with native bf16"
+        "--precisions",
+        help="textclf --precision values run besides auto, comma-separated (fp32, bf16, int8); "
+        "default: fp32 on a CPU with native bf16, where auto means bf16, else none",
     )
     args = parser.parse_args()
 
@@ -124,26 +134,40 @@ def main() -> None:
 
     corpus = corpus_dir(args.work, args.docs)
     archs = args.archs.split(",")
-    also_fp32 = native_bf16_cpu() and not args.no_fp32  # auto means bf16 here: show float32 beside it
+    native = native_bf16_cpu()
+    if args.precisions is None:
+        extra = ["fp32"] if native else []  # auto means bf16 here: show float32 beside it
+    else:
+        extra = [p for p in args.precisions.split(",") if p and p != "auto"]
+        if native and extra and "fp32" not in extra:  # the float32 labels the others are compared with
+            extra.insert(0, "fp32")
     for arch in archs:  # trained / built before any timing starts
         bundle(arch, args.work)
         if arch != "transformer":
             seed_checkpoint(arch, args.work)
-    results = {arch: {"textclf": [], "seed": [], **({"textclf_fp32": []} if also_fp32 else {})} for arch in archs}
+    results = {arch: {"textclf": [], "seed": [], **{f"textclf_{p}": [] for p in extra}} for arch in archs}
     for _ in range(args.repeats):  # interleaved, so a noisy spell on the shared machine hits both sides
         for arch in archs:
             results[arch]["textclf"].append(run_textclf(arch, corpus, args.work))
-            if also_fp32:
-                results[arch]["textclf_fp32"].append(run_textclf(arch, corpus, args.work, precision="fp32"))
+            for precision in extra:
+                results[arch][f"textclf_{precision}"].append(run_textclf(arch, corpus, args.work, precision=precision))
             results[arch]["seed"].append(run_seed(arch, corpus, args.work, args.seed_threads))
-    rows = []
+    auto = "bf16" if native else "fp32"
+    reference = "fp32" if "fp32" in extra else "auto"  # float32 labels: auto's where auto means fp32
+    rows, notes = [], []
     for arch, runs in results.items():
-        if also_fp32:
-            runs["bf16_label_agreement"] = label_agreement(arch, corpus, args.work)
-            rows.append(summarize(f"{arch} (bf16, default here)", runs["textclf"], runs["seed"]))
-            rows.append(summarize(f"{arch} (fp32)", runs["textclf_fp32"], runs["seed"]))
-        else:
-            rows.append(summarize(arch, runs["textclf"], runs["seed"]))
+        rows.append(summarize(f"{arch} ({auto}, default here)" if extra else arch, runs["textclf"], runs["seed"]))
+        for precision in extra:
+            rows.append(summarize(f"{arch} ({precision})", runs[f"textclf_{precision}"], runs["seed"]))
+        for precision in [p for p in ["auto", *extra] if p != reference and not (p == "auto" and not native)]:
+            runs[f"{precision}_label_agreement"] = label_agreement(arch, corpus, args.work, precision, reference)
+            runs[f"{precision}_test_accuracy"] = [test_accuracy(arch, args.work, p) for p in (precision, reference)]
+            ours, theirs = runs[f"{precision}_test_accuracy"]
+            notes.append(
+                f"{arch}, {auto if precision == 'auto' else precision}: "
+                f"{runs[f'{precision}_label_agreement']:.2%} of documents keep their float32 label; "
+                f"test accuracy {ours:.4f} against float32's {theirs:.4f}."
+            )
     (args.work / "labeling.json").write_text(json.dumps({"docs": args.docs, "results": results}, indent=1))
     headers = [
         "model, textclf's runner",
@@ -162,22 +186,15 @@ def main() -> None:
         table(headers, rows),
         [
             f"Median of {args.repeats} run(s) per side, interleaved. Whole command: process start to exit, "
-            "Ray start-up included for textclf; labeling only: textclf's own elapsed time from `_manifest.json`.",
+            "Ray start-up included where textclf's runner is ray; labeling only: textclf's own elapsed time "
+            "from `_manifest.json`.",
             "Seed-style: one process, regex tokens, 64 rows per batch in file order, `pad_sequence`, no packing, "
             f"same layer sizes (random weights), torch threads: {args.seed_threads or 'default'}. "
             "For transformer the other side is the plain way with the same fine-tuned bundle: one process, "
             "word pieces of its tokenizer.json, 64 rows per batch in file order padded to their longest. "
             "Padding efficiency: real tokens / padded tokens.",
-            *([precision_note(results)] if also_fp32 else []),
+            *notes,
         ],
-    )
-
-
-def precision_note(results: dict) -> str:
-    agreement = ", ".join(f"{arch} {runs['bf16_label_agreement']:.2%}" for arch, runs in results.items())
-    return (
-        "This CPU has native bf16, so textclf's default precision (auto) is bf16; the seed-style loop runs "
-        f"float32. Documents with the same label in textclf's bf16 and fp32 outputs: {agreement}."
     )
 
 

@@ -8,7 +8,7 @@ import click
 
 from textclf.errors import TextclfError
 from textclf.labeling.config import FORMATS, LABEL_DEFAULTS, RUNNERS
-from textclf.runtime.precision import PRECISIONS
+from textclf.runtime.precision import PRECISIONS, SCORING_PRECISIONS
 from textclf.training.config import (
     ARCHITECTURES,
     BOW_LR_PER_CLASS,
@@ -139,10 +139,11 @@ def train(train_path, validation_path, out_dir, config_path, resume, address, st
 
 PRECISION_OPTION = click.option(
     "--precision",
-    type=click.Choice(PRECISIONS),
+    type=click.Choice(SCORING_PRECISIONS),
     default="auto",
     show_default=True,
-    help="Scoring arithmetic. auto: bf16 on GPUs and on CPUs with native bf16 (about 2x faster BiLSTM), else fp32.",
+    help="Scoring arithmetic. auto: bf16 on GPUs and on CPUs with native bf16 (about 2x faster BiLSTM), else fp32; "
+    "int8: quantized weights for CPUs without bf16 (changes a few labels).",
 )
 
 

@@ -101,3 +101,11 @@ def test_text_of_the_wrong_type_is_an_error_on_every_row(bundle_dir):
 def test_missing_columns_are_named(bundle_dir):
     with pytest.raises(DataError, match="no column 'body'"):
         label_batch(bundle_dir, pa.table({"id": ["x"], "text": ["good"]}), text_column="body")
+
+
+def test_int8_labeling_scores_as_int8_predict_does(bundle_dir):
+    texts = ["a good film", "bad plot", "great dull film " * 5, "plot"]
+    out = label_batch(bundle_dir, pa.table({"id": list("abcd"), "text": texts}), probabilities=True, precision="int8")
+    int8 = Predictor(bundle_dir, precision="int8").predict_proba(texts)
+    np.testing.assert_allclose(np.array(out["probs"].to_pylist()), int8, rtol=1e-5, atol=1e-6)
+    assert not np.array_equal(int8, Predictor(bundle_dir, precision="fp32").predict_proba(texts))

@@ -12,7 +12,7 @@ import numpy as np
 import torch
 
 from textclf.bundle import Bundle, load_bundle
-from textclf.runtime.precision import autocast, compute_dtype
+from textclf.runtime.precision import autocast, compute_dtype, quantizes
 from textclf.text.batching import BatchingConfig, PaddingStats, bucket_batches, pad_batch
 from textclf.text.encoding import text_encoder
 
@@ -36,8 +36,11 @@ class Predictor:
     ) -> None:
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         self.dtype = compute_dtype(precision, self.device)  # before loading: a bad value fails fast
+        int8 = quantizes(precision, self.device)
         self.bundle = bundle if isinstance(bundle, Bundle) else load_bundle(bundle, self.device)
         self.bundle.model.to(self.device).eval()
+        if int8:  # in place: a Bundle passed in is quantized too
+            self.bundle.model.to_int8()
         # the process's tokenizer: a labeling actor's batches are encoded with it too (encode_texts)
         self.encoder = text_encoder(self.bundle.tokenizer, self.bundle.vocab, self.bundle.max_tokens)
         self.batching = inference_batching(self.device.type, batch_tokens)

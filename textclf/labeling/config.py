@@ -6,7 +6,7 @@ from dataclasses import asdict, dataclass, fields
 
 from textclf.errors import DataError
 from textclf.inference.selection import check_selection
-from textclf.runtime.precision import check_precision
+from textclf.runtime.precision import SCORING_PRECISIONS, check_precision
 
 FORMATS = ("parquet", "arrow")
 RUNNERS = ("auto", "ray", "in-process")
@@ -50,7 +50,9 @@ class LabelConfig:
             raise DataError(f"--concurrency must be >= 1, got {self.concurrency}")
         if self.batch_tokens is not None and self.batch_tokens < 1:
             raise DataError(f"--batch-tokens must be >= 1, got {self.batch_tokens}")
-        check_precision(self.precision)
+        check_precision(self.precision, SCORING_PRECISIONS)
+        if self.precision == "int8" and self.use_gpu:
+            raise DataError("--precision int8 is for scoring on CPU; use auto, bf16 or fp32 with --use-gpu")
         check_selection(self.top_k, self.threshold)
         if self.runner not in RUNNERS:
             raise DataError(f"--runner must be one of {', '.join(RUNNERS)}, got {self.runner!r}")

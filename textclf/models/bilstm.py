@@ -7,6 +7,7 @@ rows: the forward direction is causal, so trailing padding cannot reach real pos
 backward direction runs on each row reversed within its own length. Same parameters as `nn.LSTM`
 (the module holds them), same results as packing (within float rounding). The backward direction stays
 in reversed order through all layers, which halves the reordering copies (a fifth of inference time).
+Scoring in int8 replaces the LSTM with torch's dynamically quantized one, which takes packed sequences.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 from torch.nn import functional as F
+from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from textclf.models.registry import (
     TextClassifier,
@@ -52,6 +54,8 @@ class BiLSTMConfig:
 
 @register_model("bilstm", BiLSTMConfig)
 class BiLSTM(TextClassifier):
+    int8_layers = (nn.Linear, nn.LSTM)
+
     def __init__(self, config: BiLSTMConfig):
         super().__init__()
         self.config = config
@@ -86,6 +90,8 @@ class BiLSTM(TextClassifier):
                     param[hidden : 2 * hidden] = 1.0  # gate order: input, forget, cell, output
 
     def forward(self, ids: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        if not isinstance(self.lstm, nn.LSTM):  # quantized by to_int8: no weights to run per direction
+            return self._forward_packed(ids, lengths)
         lengths = lengths.to(ids.device)
         forward_in = self._dropout(self.embedding(ids))
         bidirectional = self.config.bidirectional
@@ -114,6 +120,16 @@ class BiLSTM(TextClassifier):
         # final states: each direction's at the row's last real token of its own order
         last = torch.cat(outputs, dim=2)[torch.arange(ids.size(0), device=ids.device), lengths - 1]
         return self.fc(self._dropout(last))
+
+    def _forward_packed(self, ids: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        """forward through self.lstm over packed sequences; the same outputs (within rounding)."""
+        packed = pack_padded_sequence(self.embedding(ids), lengths.cpu(), batch_first=True, enforce_sorted=False)
+        outputs, (final, _) = self.lstm(packed)
+        if self.config.pooling == "max":
+            padded = pad_packed_sequence(outputs, batch_first=True, padding_value=float("-inf"))[0]
+            return self.fc(padded.max(dim=1).values)
+        directions = 2 if self.config.bidirectional else 1
+        return self.fc(torch.cat(list(final[-directions:]), dim=1))  # the top layer's final states
 
     def _dropout(self, x: torch.Tensor) -> torch.Tensor:
         """F.dropout with its mask drawn by torch.rand: CPU's bernoulli_ is ~3x slower, and dropout over

@@ -126,6 +126,14 @@ class TextClassifier(nn.Module):
     # True where building on the meta device draws nothing: torch routes a meta tensor's normal_ through
     # torch._dynamo, a 2.5 s import, so only models that avoid it there are built there to be loaded
     builds_on_meta: bool = False
+    # what scoring in int8 quantizes (textclf.runtime.precision); torch has dynamic int8 for these only
+    int8_layers: tuple[type[nn.Module], ...] = (nn.Linear,)
+
+    def to_int8(self) -> TextClassifier:
+        """This model, for scoring on CPU, with its `int8_layers` weights quantized to int8 (in place)."""
+        from textclf.runtime.compat import quantize_dynamic_int8
+
+        return quantize_dynamic_int8(self, self.int8_layers)
 
     @torch.no_grad()
     def load_pretrained(self, vectors: torch.Tensor, freeze: bool = False) -> None:

@@ -1,4 +1,5 @@
-"""Every use of Ray's and torch's private internals, in one place, each with a public fallback.
+"""Every use of Ray's and torch's private internals (and of torch's deprecated int8 quantization), in
+one place, each with a public fallback.
 
 textclf pins Ray 2.60 and torch 2.13. Where a later release moves one of these, the fallback keeps
 textclf working as it would through public APIs alone; only what the internal bought is lost (noted
@@ -9,6 +10,7 @@ torch method.
 from __future__ import annotations
 
 import logging
+import warnings
 
 
 def set_ray_cluster_flag(value: bool) -> bool | None:
@@ -123,3 +125,23 @@ def ddp_ignore_parameters(model, names: list[str]) -> bool:
         return False
     ignore(model, names)
     return True
+
+
+def quantize_dynamic_int8(model, layer_types: tuple[type, ...]):
+    """`model` with the weights of its `layer_types` layers in int8 (torch.ao.quantization's dynamic
+    quantization: deprecated for torchao, whose int8 covers linear layers only, not the LSTM).
+    Fallback: a ConfigError saying that this torch cannot score in int8."""
+    import torch
+
+    from textclf.errors import ConfigError
+
+    try:
+        from torch.ao.quantization import quantize_dynamic
+    except ImportError:
+        raise ConfigError(
+            "precision int8 needs torch's dynamic int8 quantization, gone from this torch; use fp32"
+        ) from None
+    with warnings.catch_warnings():
+        # torch's own quantized LSTM builds its weights with quantize_per_tensor, which torch deprecates
+        warnings.filterwarnings("ignore", message="torch.quantize_per_tensor", category=UserWarning)
+        return quantize_dynamic(model, set(layer_types), dtype=torch.qint8, inplace=True)

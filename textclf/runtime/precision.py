@@ -4,6 +4,10 @@ auto picks bf16 on CUDA and on CPUs with native bf16 (AVX512-BF16, AMX), where o
 markedly faster when scoring and training; float32 on other CPUs (AVX2 only), where bf16
 would be emulated and slower, and where oneDNN has no bf16 LSTM at all: bf16 is refused there.
 Weights, optimizer state and the loss stay float32 either way.
+
+int8 (scoring on CPU only): dynamic quantization of the LSTM and linear layers' weights, for CPUs
+without native bf16; `auto` never picks it, since it changes some labels (benchmarks/labeling.py
+reports how many).
 """
 
 from __future__ import annotations
@@ -17,20 +21,29 @@ from textclf.errors import ConfigError
 if TYPE_CHECKING:  # imported where it runs: the labeling driver checks the option without torch
     import torch
 
-PRECISIONS = ("auto", "bf16", "fp32")
+PRECISIONS = ("auto", "bf16", "fp32")  # training
+SCORING_PRECISIONS = (*PRECISIONS, "int8")
 
 
-def check_precision(precision: str) -> None:
-    if precision not in PRECISIONS:
-        raise ConfigError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+def check_precision(precision: str, choices: tuple[str, ...] = PRECISIONS) -> None:
+    if precision not in choices:
+        raise ConfigError(f"precision must be one of {', '.join(choices)}, got {precision!r}")
+
+
+def quantizes(precision: str, device: torch.device) -> bool:
+    """Whether scoring on `device` runs int8; int8 on a GPU is refused (its kernels are CPU ones)."""
+    check_precision(precision, SCORING_PRECISIONS)
+    if precision == "int8" and device.type != "cpu":
+        raise ConfigError("precision int8 is for scoring on CPU; use auto, bf16 or fp32 on a GPU")
+    return precision == "int8"
 
 
 def compute_dtype(precision: str, device: torch.device) -> torch.dtype | None:
     """The autocast dtype for `device`, or None for float32."""
     import torch
 
-    check_precision(precision)
-    if precision == "fp32":
+    check_precision(precision, SCORING_PRECISIONS)
+    if precision in ("fp32", "int8"):
         return None
     native = device.type == "cuda" or native_bf16_cpu()
     if precision == "bf16" and not native:  # oneDNN has no bf16 LSTM there: it would fail mid-run
