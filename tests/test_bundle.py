@@ -85,6 +85,7 @@ def _corrupt(directory, how):
 @pytest.mark.parametrize("how", ["missing_json", "bad_json", "truncated_weights", "flipped_byte", "not_a_bundle"])
 def test_corrupt_bundles_are_refused_with_a_bundle_error(tmp_path, how):
     directory, _, _ = _bundle(tmp_path)
+    load_bundle(directory)  # checked intact once: a change after that is still caught
     _corrupt(directory, how)
     with pytest.raises(BundleError):
         load_bundle(directory)

@@ -8,6 +8,7 @@ sha256 must match the one recorded at save time. A folder holding pickle files i
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import json
 import os
@@ -71,6 +72,18 @@ def sha256_file(path: Path) -> str:
     return digest.hexdigest()
 
 
+def _verified_sha256(path: Path) -> str:
+    """sha256_file, hashed once per process while the file stays the same (inode, size, mtime): a
+    command checks a bundle before any work and again when it loads it."""
+    st = path.stat()
+    return _sha256_of_version(str(path.resolve()), st.st_ino, st.st_size, st.st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=8)
+def _sha256_of_version(path: str, inode: int, size: int, mtime_ns: int) -> str:
+    return sha256_file(Path(path))
+
+
 def refuse_pickle_files(directory: Path, what: str) -> None:
     found = sorted(p.name for p in directory.iterdir() if p.suffix.lower() in PICKLE_SUFFIXES)
     if found:
@@ -84,7 +97,7 @@ def check_safetensors(path: Path, expected_sha256: str | None, what: str) -> Non
     """The file's hash matches the recorded one (when given) and its header parses; reads no tensor."""
     from safetensors import SafetensorError, safe_open
 
-    if expected_sha256 is not None and sha256_file(path) != expected_sha256:
+    if expected_sha256 is not None and _verified_sha256(path) != expected_sha256:
         raise BundleError(f"{path} does not match the sha256 recorded in {what}: the file is corrupt")
     try:  # the numpy view: reading the header must not import torch (2 s) in the labeling driver
         with safe_open(str(path), framework="numpy") as f:
