@@ -38,11 +38,15 @@ class Predictor:
         self.dtype = compute_dtype(precision, self.device)  # before loading: a bad value fails fast
         int8 = quantizes(precision, self.device)
         self.bundle = bundle if isinstance(bundle, Bundle) else load_bundle(bundle, self.device)
-        self.bundle.model.to(self.device).eval()
+        model = self.bundle.model.to(self.device).eval()
         if int8:  # in place: a Bundle passed in is quantized too
-            self.bundle.model.to_int8()
+            model.to_int8()
+        if precision == "auto" and not model.bf16_pays:
+            self.dtype = None
         # the process's tokenizer: a labeling actor's batches are encoded with it too (encode_texts)
         self.encoder = text_encoder(self.bundle.tokenizer, self.bundle.vocab, self.bundle.max_tokens)
+        if self.device.type == "cpu":
+            batch_tokens = batch_tokens or model.cpu_batch_tokens
         self.batching = inference_batching(self.device.type, batch_tokens)
         self.padding = PaddingStats()
 

@@ -126,6 +126,10 @@ class TextClassifier(nn.Module):
     # True where building on the meta device draws nothing: torch routes a meta tensor's normal_ through
     # torch._dynamo, a 2.5 s import, so only models that avoid it there are built there to be loaded
     builds_on_meta: bool = False
+    # Scoring on CPU: padded tokens per batch (None: textclf.inference.predictor's default) and whether
+    # `--precision auto` runs bf16 autocast where the CPU has it natively
+    cpu_batch_tokens: int | None = None
+    bf16_pays: bool = True
     # what scoring in int8 quantizes (textclf.runtime.precision); torch has dynamic int8 for these only
     int8_layers: tuple[type[nn.Module], ...] = (nn.Linear,)
 
