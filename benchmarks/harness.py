@@ -75,9 +75,10 @@ class Timed:
 
 def run_timed(cmd: Sequence[str], memory: bool = False) -> Timed:
     """Run a command, timing it whole (start-up included). With `memory`, also sample its process
-    tree (Ray's GCS, raylet and workers are descendants): RSS every 0.2 s, PSS every 2 s, because
-    PSS reads every mapping of every process (~0.1 CPU-s a sweep over a Ray tree) and on 2 cores
-    the sampler must not slow what it measures."""
+    tree (Ray's GCS, raylet and workers are descendants): RSS every 0.2 s; PSS every 2 s for a tree
+    of more than 3 processes, because PSS reads every mapping of every process (~0.1 CPU-s a sweep
+    over a Ray tree) and on 2 cores the sampler must not slow what it measures, and every 0.2 s
+    otherwise (a 4-second in-process command would get only two PSS samples)."""
     started = time.monotonic()
     proc = subprocess.Popen(list(cmd), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     peaks = {"rss": 0, "pss": 0}
@@ -108,7 +109,7 @@ def _sample_tree(pid: int, peaks: dict, stop: threading.Event, every_s: float = 
             tree = [root, *root.children(recursive=True)]
         except psutil.NoSuchProcess:
             return
-        with_pss = tick % pss_every == 0
+        with_pss = tick % pss_every == 0 or len(tree) <= 3
         rss = pss = 0
         for p in tree:
             try:

@@ -1,6 +1,7 @@
 """Scaling with work: `textclf label` on corpora of growing size (30,000 and 300,000 mixed-length
 documents by default), whole command timed, peak memory of the whole process tree (the command and
-every descendant: Ray's GCS, raylet and workers): RSS sampled every 0.2 s, PSS every 2 s.
+every descendant: Ray's GCS, raylet and workers): RSS sampled every 0.2 s, PSS every 2 s (every
+0.2 s for up to 3 processes).
 
     python benchmarks/scaling.py [--docs 30000,300000] [--arch bow] [--runners ray,in-process]
 
