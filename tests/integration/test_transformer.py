@@ -56,11 +56,14 @@ def test_bundle_loads_alone_and_label_equals_predict(fine_tuned, tiny_corpus, ti
     bundle = load_bundle(out)  # model.json, weights and tokenizer.json: no encoder folder, no network
     assert bundle.vocab is None and bundle.arch == "transformer"
     texts = pq.read_table(tiny_corpus / "test").column("text").to_pylist()
-    probs = Predictor(bundle, device="cpu").predict_proba(texts)
+    predictor = Predictor(bundle, device="cpu")
+    probs = predictor.predict_proba(texts)
     label(str(out), str(tiny_corpus / "test"), str(tmp_path / "labeled"))
     labeled = pq.read_table(next((tmp_path / "labeled").glob("*.parquet")))
     assert labeled.column("label").to_pylist() == [bundle.labels[i] for i in probs.argmax(1)]
-    np.testing.assert_allclose(labeled.column("confidence").to_numpy(), probs.max(1), atol=1e-5)
+    # bf16 (auto on a CPU with native bf16) rounds differently as rows are batched differently by Ray's actors
+    tolerance = 1e-5 if predictor.dtype is None else 1e-3
+    np.testing.assert_allclose(labeled.column("confidence").to_numpy(), probs.max(1), atol=tolerance)
 
 
 def test_a_tampered_tokenizer_is_refused(fine_tuned, tmp_path):
