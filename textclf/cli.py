@@ -16,6 +16,8 @@ from textclf.training.config import (
     CLASS_WEIGHTS,
     DEFAULT_LR,
     FINE_TUNE_LR,
+    OPTIMIZERS,
+    SGD_LR,
     TRAIN_DEFAULTS,
 )
 
@@ -65,10 +67,16 @@ def train_option(name: str, text: str, **kwargs):
 @train_option("batch_tokens", "Padded tokens per batch.", type=int)
 @train_option("max_tokens", "Tokens kept per text.", type=int)
 @click.option(
+    "--optimizer",
+    type=click.Choice(OPTIMIZERS),
+    help="adam, or sgd with a linearly decaying rate (fastText's); default: sgd for bow on multi-label data, "
+    "else adam (transformer: AdamW, warm-up then linear decay).",
+)
+@click.option(
     "--lr",
     type=float,
-    help=f"Adam learning rate (default {DEFAULT_LR:g}; bow: {BOW_LR_PER_CLASS:g} per class, at most {BOW_MAX_LR:g}; "
-    f"transformer: AdamW's peak {FINE_TUNE_LR:g}, warm-up then linear decay).",
+    help=f"Learning rate (adam: {DEFAULT_LR:g}, bow {BOW_LR_PER_CLASS:g} per class, at most {BOW_MAX_LR:g}; "
+    f"sgd: {SGD_LR:g}, falling to 0; transformer: AdamW's peak {FINE_TUNE_LR:g}).",
 )
 @train_option("seed", "Random seed.", type=int)
 @train_option(

@@ -36,7 +36,7 @@ def multi_label_bundle(ray_local, tmp_path_factory):
     root = tmp_path_factory.mktemp("multi-label")
     for split, n, seed in (("train", 1500, 1), ("validation", 300, 2), ("test", 300, 3)):
         write_split(root / split, multi_label_rows(n, seed))
-    config = TrainConfig(workers=2, epochs=8, lr=0.05, model={"num_buckets": 1000})
+    config = TrainConfig(workers=2, model={"num_buckets": 1000})  # bow multi-label: SGD by default
     summary = train(config, str(root / "train"), str(root / "validation"), root / "model")
     return root, summary
 

@@ -1,7 +1,7 @@
 import pytest
 
 from textclf.errors import ConfigError
-from textclf.training.config import TrainConfig, default_lr, load_train_config
+from textclf.training.config import SGD_LR, TrainConfig, default_lr, default_optimizer, load_train_config
 from textclf.training.driver import _class_weights
 
 
@@ -27,6 +27,8 @@ def test_learning_rate_default_and_override():
         ({"lr": -1.0}, "lr"),
         ({"class_weights": "inverse"}, "class_weights"),
         ({"workers": 1.5}, "workers"),
+        ({"optimizer": "lbfgs"}, "optimizer must be one of adam, sgd"),
+        ({"arch": "transformer", "optimizer": "sgd"}, "AdamW"),
     ],
 )
 def test_invalid_values_say_what_to_fix(options, fragment):
@@ -60,6 +62,14 @@ def test_yaml_numbers_without_a_dot_are_numbers(tmp_path):
 def test_the_default_learning_rate_grows_with_the_classes_for_bow_only():
     assert default_lr("bow", 2) == 1e-3 and default_lr("bow", 12) == pytest.approx(6e-3)
     assert default_lr("bow", 39) == 1e-2 and default_lr("bilstm", 39) == 1e-3
+
+
+def test_bow_on_multi_label_data_trains_with_sgd_and_its_own_rate_by_default():
+    assert default_optimizer("bow", multi_label=True) == "sgd"
+    assert default_optimizer("bow", multi_label=False) == default_optimizer("cnn", multi_label=True) == "adam"
+    assert default_optimizer("transformer", multi_label=True) is None  # AdamW, its own schedule
+    assert default_lr("bow", 75, "sgd") == default_lr("cnn", 2, "sgd") == SGD_LR
+    assert default_lr("bow", 75, "adam") == 1e-2
 
 
 def test_fine_tuning_defaults_differ_by_architecture_and_yield_to_given_values():

@@ -3,7 +3,7 @@ import torch
 
 from textclf.models import create_model
 from textclf.training.checkpoint import load_training_state, save_training_state
-from textclf.training.optim import Adam, ScheduledAdamW, SparseTables, clip_grad_norm
+from textclf.training.optim import Adam, LinearDecaySGD, ScheduledAdamW, SparseTables, clip_grad_norm
 
 CPU = torch.device("cpu")
 
@@ -172,6 +172,37 @@ def test_adamw_schedule_warms_up_decays_to_zero_and_resumes_from_a_checkpoint(tm
     for m, opt in ((model, optimizer), (resumed, resumed_optimizer)):
         for _ in range(8):
             _step(m, opt, IDS, LENGTHS, clip=1.0)
+    assert optimizer.param_groups[0]["lr"] == resumed_optimizer.param_groups[0]["lr"] == 0.0
+    for a, b in zip(model.parameters(), resumed.parameters()):
+        assert torch.equal(a, b)
+
+
+def test_linear_decay_sgd_moves_only_used_rows_by_plain_steps_and_resumes_its_schedule(tmp_path):
+    def sgd(model):
+        return LinearDecaySGD(model, SparseTables(model, CPU), lr=0.5, weight_decay=0.0, total_steps=10)
+
+    model = _bow()
+    optimizer = sgd(model)
+    assert [len(g["params"]) for g in optimizer.param_groups] == [2, 2]  # fc; then the two sparse tables
+    for _ in range(2):  # the output layer starts at zero: the tables' gradients are non-zero from step 2
+        before = model.embedding.weight.detach().clone()
+        rate = optimizer.param_groups[1]["lr"]
+        _step(model, optimizer, IDS, LENGTHS, clip=5.0)
+    grad = model.embedding.weight.grad.coalesce().to_dense()
+    # plain SGD: each used row moves by exactly rate x gradient; padding and unused rows stay put
+    assert torch.allclose(model.embedding.weight, before - rate * grad)
+    assert (model.embedding.weight != before).any(dim=1).nonzero().squeeze(1).tolist() == [3, 4, 5, 6, 7]
+    assert rate == pytest.approx(0.5 * 9 / 10) and optimizer.param_groups[0]["lr"] == pytest.approx(0.4)
+    save_training_state(tmp_path, model.state_dict(), model.state_dict(), optimizer, {"epoch": 1})
+
+    model_state, _, optimizer_state, _ = load_training_state(tmp_path)
+    resumed = _bow(1)
+    resumed.load_state_dict(model_state)
+    resumed_optimizer = sgd(resumed)
+    resumed_optimizer.load_state_dict(optimizer_state)
+    for m, opt in ((model, optimizer), (resumed, resumed_optimizer)):
+        for _ in range(8):
+            _step(m, opt, IDS, LENGTHS)
     assert optimizer.param_groups[0]["lr"] == resumed_optimizer.param_groups[0]["lr"] == 0.0
     for a, b in zip(model.parameters(), resumed.parameters()):
         assert torch.equal(a, b)

@@ -17,6 +17,7 @@ ARCHITECTURES = ("bilstm", "bow", "cnn", "mlp", "transformer")
 # Architectures fine-tuned from a pretrained encoder (`model.pretrained`): AdamW with warm-up and linear decay.
 FINE_TUNED = ("transformer",)
 CLASS_WEIGHTS = ("none", "balanced")
+OPTIMIZERS = ("adam", "sgd")  # FINE_TUNED architectures take AdamW under warm-up and decay
 
 
 @dataclass(frozen=True)
@@ -30,7 +31,8 @@ class TrainConfig:
     batch_tokens: int | None = None
     max_batch_rows: int | None = None
     max_tokens: int = 256
-    lr: float | None = None  # Adam (AdamW for FINE_TUNED); None: default_lr(arch, number of classes)
+    optimizer: str | None = None  # OPTIMIZERS; None: default_optimizer(arch, multi-label or not)
+    lr: float | None = None  # None: default_lr(arch, number of classes, optimizer)
     weight_decay: float | None = None
     clip_norm: float | None = None
     seed: int = 0
@@ -72,6 +74,10 @@ class TrainConfig:
             raise ConfigError("weight_decay, clip_norm, patience and max_failures must be >= 0")
         if self.class_weights not in CLASS_WEIGHTS:
             raise ConfigError(f"class_weights must be one of {', '.join(CLASS_WEIGHTS)}, got {self.class_weights!r}")
+        if self.optimizer is not None and self.optimizer not in OPTIMIZERS:
+            raise ConfigError(f"optimizer must be one of {', '.join(OPTIMIZERS)}, got {self.optimizer!r}")
+        if self.optimizer is not None and self.arch in FINE_TUNED:
+            raise ConfigError(f"{self.arch} is fine-tuned with AdamW under warm-up and decay; leave optimizer unset")
         check_precision(self.precision)
         if not isinstance(self.model, dict):
             raise ConfigError("model must be a mapping of architecture hyper-parameters")
@@ -103,9 +109,20 @@ BOW_LR_PER_CLASS = 5e-4
 BOW_MAX_LR = 1e-2
 DEFAULT_LR = 1e-3  # the other architectures: Adam's usual rate, fine for 2 to 39 classes
 FINE_TUNE_LR = 5e-5  # AdamW's peak rate for a pretrained encoder (BERT's recipe)
+# SGD's starting rate per text (the loop sums a batch's loss for it), falling linearly to zero: fastText's.
+SGD_LR = 0.5
 
 
-def default_lr(arch: str, num_classes: int) -> float:
+def default_optimizer(arch: str, multi_label: bool) -> str | None:
+    """bow on multi-label data trains with SGD: lazy Adam overfits there (docs/performance.md)."""
+    if arch in FINE_TUNED:
+        return None
+    return "sgd" if arch == "bow" and multi_label else "adam"
+
+
+def default_lr(arch: str, num_classes: int, optimizer: str | None = "adam") -> float:
+    if optimizer == "sgd":
+        return SGD_LR
     if arch == "bow":
         return min(BOW_MAX_LR, BOW_LR_PER_CLASS * num_classes)
     return FINE_TUNE_LR if arch in FINE_TUNED else DEFAULT_LR

@@ -40,7 +40,7 @@ from textclf.text.batching import BatchingConfig, PaddingStats, bucket_batches, 
 from textclf.text.encoding import list_arrays
 from textclf.training.checkpoint import load_training_state, save_training_state
 from textclf.training.config import FINE_TUNED
-from textclf.training.optim import Adam, ScheduledAdamW, SparseTables, clip_grad_norm
+from textclf.training.optim import Adam, LinearDecaySGD, ScheduledAdamW, SparseTables, clip_grad_norm
 from textclf.training.plan import WorkerPlan
 
 WINDOW_ROWS = 8192
@@ -70,9 +70,10 @@ def train_loop_per_worker(loop_config: dict) -> None:
     core = getattr(model, "module", model)
     train_shard, validation = _table(plan.train_shards[rank]), _table(plan.validation_blocks)
     batching = BatchingConfig(cfg.batch_tokens, cfg.max_batch_rows, WINDOW_ROWS)
-    if cfg.arch in FINE_TUNED:
-        steps = _steps_per_epoch(train_shard, batching, world, device)
-        optimizer = ScheduledAdamW(core, tables, cfg.lr, cfg.weight_decay, total_steps=steps * cfg.epochs)
+    if cfg.arch in FINE_TUNED or cfg.optimizer == "sgd":  # schedules that end at the last epoch's last step
+        steps = _steps_per_epoch(train_shard, batching, world, device) * cfg.epochs
+        scheduled = ScheduledAdamW if cfg.arch in FINE_TUNED else LinearDecaySGD
+        optimizer = scheduled(core, tables, cfg.lr, cfg.weight_decay, total_steps=steps)
     else:
         optimizer = Adam(core, tables, lr=cfg.lr, weight_decay=cfg.weight_decay)
     if plan.multi_label:  # a yes/no per label: a sigmoid each rather than a softmax over them
@@ -234,6 +235,10 @@ def _kill_point(rank: int) -> tuple[int, int] | None:
 class _Loop:
     def __init__(self, model, core, optimizer, loss_fn, device, plan: WorkerPlan, rank, world, batching) -> None:
         self.model, self.core, self.optimizer, self.loss_fn = model, core, optimizer, loss_fn
+        # SGD's rate is per text, as fastText's: a batch's loss is summed. Averaged, a batch of 128 short
+        # texts moved the weights as little as one of 8 long ones, and a small corpus learned nothing.
+        # Clipping stays at the averaged gradient's scale: the summed one clipped at 5 learned 2.6 points less.
+        self.per_text_rate = isinstance(optimizer, LinearDecaySGD)
         self.device, self.plan, self.rank, self.world, self.batching = device, plan, rank, world, batching
         self.dtype = compute_dtype(plan.config.precision, device)
         self.kill_at = _kill_point(rank)
@@ -299,11 +304,12 @@ class _Loop:
                 logits = self.model(ids, lens)
             loss = self.loss_fn(logits.float(), y)
             self.optimizer.zero_grad(set_to_none=True)
-            (loss * (weight / len(y))).backward()
+            summed = len(y) if self.per_text_rate else 1  # clipping bounds the gradient per text either way
+            (loss * (weight / len(y) * summed)).backward()
             if self.world > 1:
                 self.optimizer.tables.all_reduce_grads(self.world)
             if self.plan.config.clip_norm > 0:
-                clip_grad_norm(self.optimizer.parameters, self.plan.config.clip_norm)
+                clip_grad_norm(self.optimizer.parameters, self.plan.config.clip_norm * summed)
             self.optimizer.step()
             if batch is not None:
                 lens_np = lens.cpu().numpy()

@@ -1,4 +1,5 @@
-"""Adam over a model whose large embedding tables take sparse gradients.
+"""The training loop's optimizers: Adam (the default), fastText's linearly decaying SGD and AdamW under
+warm-up and decay (fine-tuning), over a model whose large embedding tables take sparse gradients.
 
 A dense Adam step reads and writes every row of every table: for the bag model's million-row bigram
 table that is most of a step on a CPU, while SparseAdam ("lazy" Adam) touches only the rows a batch
@@ -147,29 +148,14 @@ class Adam:
             )
 
 
-class ScheduledAdamW:
-    """torch.optim.AdamW under a LambdaLR schedule, the usual recipe for fine-tuning a pretrained encoder:
-    the rate rises linearly over the first WARMUP_SHARE of the steps, then falls linearly to zero at the
-    last. Biases and normalisation weights (1-d tensors) are not decayed. The scheduler's state travels in
-    the state_dict, so a resumed run continues the schedule where it stopped."""
+class _Scheduled:
+    """A torch.optim optimizer under a LambdaLR schedule, behind the loop's optimizer interface. The
+    scheduler's state travels in the state_dict, so a resumed run continues the schedule where it stopped."""
 
-    WARMUP_SHARE = 0.1
-
-    def __init__(self, model: nn.Module, tables: SparseTables, lr: float, weight_decay: float, total_steps: int):
-        self.tables = tables  # none: a transformer has no sparse tables; kept for the loop's interface
-        trainable = [p for p in model.parameters() if p.requires_grad]
-        groups = [
-            {"params": [p for p in trainable if p.dim() > 1], "weight_decay": weight_decay},
-            {"params": [p for p in trainable if p.dim() <= 1], "weight_decay": 0.0},
-        ]
-        self.optimizer = torch.optim.AdamW(groups, lr=lr)
-        warmup = max(1, round(total_steps * self.WARMUP_SHARE))
-        total = max(total_steps, warmup + 1)
-
-        def rate(step: int) -> float:
-            return (step + 1) / warmup if step < warmup else max(0.0, (total - step) / (total - warmup))
-
-        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, rate)
+    def __init__(self, optimizer: torch.optim.Optimizer, tables: SparseTables, rate) -> None:
+        self.tables = tables
+        self.optimizer = optimizer
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, rate)
 
     @property
     def param_groups(self) -> list[dict]:  # the optimizer's current list: load_state_dict replaces it
@@ -192,6 +178,44 @@ class ScheduledAdamW:
     def load_state_dict(self, sd: dict) -> None:
         self.optimizer.load_state_dict({k: v for k, v in sd.items() if k != "scheduler"})
         self.scheduler.load_state_dict(sd["scheduler"])
+
+
+class ScheduledAdamW(_Scheduled):
+    """torch.optim.AdamW, the usual recipe for fine-tuning a pretrained encoder: the rate rises linearly
+    over the first WARMUP_SHARE of the steps, then falls linearly to zero at the last. Biases and
+    normalisation weights (1-d tensors) are not decayed."""
+
+    WARMUP_SHARE = 0.1
+
+    def __init__(self, model: nn.Module, tables: SparseTables, lr: float, weight_decay: float, total_steps: int):
+        trainable = [p for p in model.parameters() if p.requires_grad]
+        groups = [
+            {"params": [p for p in trainable if p.dim() > 1], "weight_decay": weight_decay},
+            {"params": [p for p in trainable if p.dim() <= 1], "weight_decay": 0.0},
+        ]
+        warmup = max(1, round(total_steps * self.WARMUP_SHARE))
+        total = max(total_steps, warmup + 1)
+
+        def rate(step: int) -> float:
+            return (step + 1) / warmup if step < warmup else max(0.0, (total - step) / (total - warmup))
+
+        super().__init__(torch.optim.AdamW(groups, lr=lr), tables, rate)
+
+
+class LinearDecaySGD(_Scheduled):
+    """fastText's recipe: plain SGD whose rate falls linearly to zero at the last step. Every row of a
+    table moves by the same rate, where lazy Adam's per-row steps let rare words and bigrams memorise
+    their few texts' labels: on multi-label data that overfits (docs/performance.md). No momentum, which
+    torch's SGD has no sparse path for; weight decay applies to the dense parameters only."""
+
+    def __init__(self, model: nn.Module, tables: SparseTables, lr: float, weight_decay: float, total_steps: int):
+        sparse = [p for p in tables.params if p.requires_grad]
+        dense = [p for p in model.parameters() if p.requires_grad and all(p is not s for s in sparse)]
+        groups = [{"params": dense, "weight_decay": weight_decay}]
+        if sparse:
+            groups.append({"params": sparse, "weight_decay": 0.0})
+        total = max(1, total_steps)
+        super().__init__(torch.optim.SGD(groups, lr=lr), tables, lambda step: max(0.0, 1 - step / total))
 
 
 def clip_grad_norm(parameters: list[torch.Tensor], max_norm: float) -> float:
