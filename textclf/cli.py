@@ -15,6 +15,7 @@ from textclf.training.config import (
     BOW_MAX_LR,
     CLASS_WEIGHTS,
     DEFAULT_LR,
+    DEFAULT_PATIENCE,
     FINE_TUNE_LR,
     OPTIMIZERS,
     SGD_LR,
@@ -79,10 +80,11 @@ def train_option(name: str, text: str, **kwargs):
     f"sgd: {SGD_LR:g}, falling to 0; transformer: AdamW's peak {FINE_TUNE_LR:g}).",
 )
 @train_option("seed", "Random seed.", type=int)
-@train_option(
-    "patience",
-    "Stop after this many epochs in which neither validation macro-F1 nor loss improved; 0: never.",
+@click.option(
+    "--patience",
     type=int,
+    help="Stop after this many epochs in which neither validation macro-F1 (multi-label: micro-F1) nor loss "
+    f"improved; 0: never (default {DEFAULT_PATIENCE}; sgd: 0, its rate falling to 0 ends the run).",
 )
 @train_option("min_epochs", "Epochs before early stopping may end the run.", type=int)
 @click.option(

@@ -53,12 +53,12 @@ def test_train_help_shows_the_configuration_defaults():
     defaults = TrainConfig()
     for flag, value in (
         ("--epochs", defaults.epochs),
-        ("--patience", defaults.patience),
         ("--arch", defaults.arch),
         ("--min-epochs", defaults.min_epochs),
         ("--batch-tokens", defaults.batch_tokens),
     ):
         assert f"(default {value}" in text.split(flag, 1)[1].split(" --", 1)[0], flag
+    assert "(default 3; sgd: 0," in text.split("--patience", 1)[1].split(" --", 1)[0]
 
 
 def test_predict_prints_label_tab_confidence_tab_text(bundle_dir):

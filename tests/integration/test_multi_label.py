@@ -47,6 +47,9 @@ def test_training_learns_every_label_and_keeps_tuned_thresholds(multi_label_bund
     assert meta["multi_label"] is True and meta["labels"] == sorted(TOPICS)
     assert len(meta["thresholds"]) == len(TOPICS) and all(0 < t < 1 for t in meta["thresholds"])
     assert summary["warning"] is None and summary["val_micro_f1"] > 0.9
+    # SGD's rate falls to zero at the last epoch: that schedule, not patience, ends the run
+    assert (meta["train_config"]["optimizer"], meta["train_config"]["patience"]) == ("sgd", 0)
+    assert summary["epochs_run"] == meta["train_config"]["epochs"]
     metrics = evaluate(str(root / "model"), str(root / "test"))
     assert metrics["multi_label"] and metrics["micro_f1"] > 0.9 and metrics["macro_f1"] > 0.9
     assert set(metrics["per_class"]) == set(TOPICS)

@@ -1,7 +1,14 @@
 import pytest
 
 from textclf.errors import ConfigError
-from textclf.training.config import SGD_LR, TrainConfig, default_lr, default_optimizer, load_train_config
+from textclf.training.config import (
+    SGD_LR,
+    TrainConfig,
+    default_lr,
+    default_optimizer,
+    default_patience,
+    load_train_config,
+)
 from textclf.training.driver import _class_weights
 
 
@@ -29,6 +36,8 @@ def test_learning_rate_default_and_override():
         ({"workers": 1.5}, "workers"),
         ({"optimizer": "lbfgs"}, "optimizer must be one of adam, sgd"),
         ({"arch": "transformer", "optimizer": "sgd"}, "AdamW"),
+        ({"patience": -1}, "patience must be an integer >= 0, got -1"),
+        ({"patience": "3"}, "patience must be an integer"),
     ],
 )
 def test_invalid_values_say_what_to_fix(options, fragment):
@@ -70,6 +79,11 @@ def test_bow_on_multi_label_data_trains_with_sgd_and_its_own_rate_by_default():
     assert default_optimizer("transformer", multi_label=True) is None  # AdamW, its own schedule
     assert default_lr("bow", 75, "sgd") == default_lr("cnn", 2, "sgd") == SGD_LR
     assert default_lr("bow", 75, "adam") == 1e-2
+
+
+def test_sgd_runs_its_whole_schedule_unless_patience_is_given():
+    assert default_patience("sgd") == 0 and default_patience("adam") == default_patience(None) == 3
+    assert TrainConfig().patience is None and TrainConfig(patience=0).patience == 0  # None: default_patience
 
 
 def test_fine_tuning_defaults_differ_by_architecture_and_yield_to_given_values():

@@ -23,7 +23,7 @@ from textclf.runtime.precision import check_local_precision
 from textclf.runtime.progress import JsonRelay, is_interactive
 from textclf.runtime.ray_session import ray_session, stop_data_stats_actor
 from textclf.text.wordpiece import WordPieceEncoder, WordPieceTokenizer
-from textclf.training.config import FINE_TUNED, TrainConfig, default_lr, default_optimizer
+from textclf.training.config import FINE_TUNED, TrainConfig, default_lr, default_optimizer, default_patience
 from textclf.training.data import check_inputs, prepare_training_data
 from textclf.training.plan import WorkerPlan
 from textclf.training.quality import (
@@ -89,7 +89,10 @@ def train(
         )
         optimizer = config.optimizer or default_optimizer(config.arch, data.multi_label)
         config = dataclasses.replace(
-            config, optimizer=optimizer, lr=config.lr or default_lr(config.arch, len(data.labels), optimizer)
+            config,
+            optimizer=optimizer,
+            lr=config.lr or default_lr(config.arch, len(data.labels), optimizer),
+            patience=default_patience(optimizer) if config.patience is None else config.patience,
         )
         import ray
         from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
