@@ -46,6 +46,23 @@ def test_round_trip_gives_identical_predictions(tmp_path, arch):
     assert bundle.info["metrics"]["validation"]["accuracy"] == 0.5
 
 
+def test_a_bow_bundle_saved_before_pooling_existed_loads_as_the_mean(tmp_path):
+    torch.manual_seed(0)
+    vocab = Vocab(["<pad>", "<unk>", "a", "great", "film"])
+    model = create_model("bow", vocab_size=len(vocab), num_classes=2, pooling="mean", num_buckets=7)
+    with torch.no_grad():
+        model.fc.weight.normal_()  # bow's output layer starts at zero
+    directory = save_bundle(tmp_path / "old", model.eval(), "bow", vocab, ["x", "y"], TokenizerConfig(), 64, {})
+    meta = json.loads((directory / "model.json").read_text())
+    del meta["model_config"]["pooling"]
+    (directory / "model.json").write_text(json.dumps(meta))
+    ids, lengths = torch.tensor([[2, 3, 3, 4]]), torch.tensor([4])
+    loaded = load_bundle(directory).model
+    assert loaded.config.pooling == "mean"
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(ids, lengths), model(ids, lengths))
+
+
 def test_bundle_holds_weights_and_metadata_only(tmp_path):
     directory, _, _ = _bundle(tmp_path)
     assert sorted(p.name for p in directory.iterdir()) == ["model.json", "model.safetensors"]

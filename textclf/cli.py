@@ -19,6 +19,7 @@ from textclf.training.config import (
     FINE_TUNE_LR,
     OPTIMIZERS,
     SGD_LR,
+    SGD_LR_SUBLINEAR,
     TRAIN_DEFAULTS,
 )
 
@@ -77,7 +78,8 @@ def train_option(name: str, text: str, **kwargs):
     "--lr",
     type=float,
     help=f"Learning rate (adam: {DEFAULT_LR:g}, bow {BOW_LR_PER_CLASS:g} per class, at most {BOW_MAX_LR:g}; "
-    f"sgd: {SGD_LR:g}, falling to 0; transformer: AdamW's peak {FINE_TUNE_LR:g}).",
+    f"sgd: {SGD_LR:g}, bow's sublinear pooling {SGD_LR_SUBLINEAR:g}, falling to 0; "
+    f"transformer: AdamW's peak {FINE_TUNE_LR:g}).",
 )
 @train_option("seed", "Random seed.", type=int)
 @click.option(

@@ -13,7 +13,7 @@ from conftest import read_labeled, write_split
 from textclf.api import load
 from textclf.evaluation.evaluate import evaluate
 from textclf.labeling.pipeline import LabelConfig, label
-from textclf.training.config import TrainConfig
+from textclf.training.config import SGD_LR_SUBLINEAR, TrainConfig
 from textclf.training.driver import train
 
 TOPICS = ("sport", "music", "food", "travel", "money", "science")
@@ -49,6 +49,9 @@ def test_training_learns_every_label_and_keeps_tuned_thresholds(multi_label_bund
     assert summary["warning"] is None and summary["val_micro_f1"] > 0.9
     # SGD's rate falls to zero at the last epoch: that schedule, not patience, ends the run
     assert (meta["train_config"]["optimizer"], meta["train_config"]["patience"]) == ("sgd", 0)
+    # multi-label bow's own defaults: wider vectors, sublinear pooling and SGD's rate for it
+    assert (meta["model_config"]["embedding_dim"], meta["model_config"]["pooling"]) == (256, "sublinear")
+    assert meta["train_config"]["lr"] == SGD_LR_SUBLINEAR
     assert summary["epochs_run"] == meta["train_config"]["epochs"]
     metrics = evaluate(str(root / "model"), str(root / "test"))
     assert metrics["multi_label"] and metrics["micro_f1"] > 0.9 and metrics["macro_f1"] > 0.9

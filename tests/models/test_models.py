@@ -1,5 +1,7 @@
+import collections
 import dataclasses
 import json
+import math
 
 import pytest
 import torch
@@ -81,6 +83,8 @@ VARIANTS = [
     ("bilstm", {"pooling": "max"}),
     ("cnn", {}),
     ("bow", {}),
+    ("bow", {"pooling": "mean"}),
+    ("bow", {"pooling": "mean", "num_buckets": 0}),
     ("mlp", {}),
     ("transformer", {}),
     ("transformer", {"pooling": "cls"}),
@@ -121,7 +125,7 @@ def test_bow_sums_leave_padding_out_on_every_path(padding_rows_zero, sparse, mon
     # training) must give the outputs and gradients of the tables' padding_idx, whatever row 0 holds
     import textclf.models.bow as bow
 
-    model = perturbed_model("bow")
+    model = perturbed_model("bow", pooling="mean")
     tables = model.sparse_tables()
     for table in tables:
         table.sparse = sparse
@@ -146,6 +150,32 @@ def test_bow_sums_leave_padding_out_on_every_path(padding_rows_zero, sparse, mon
     for got, expected in zip(gradients, reference_gradients):
         assert not got[0].any()  # row 0 never learns
         torch.testing.assert_close(got, expected, atol=1e-6, rtol=1e-6)
+
+
+@pytest.mark.parametrize("sparse", [True, False])
+def test_bow_sublinear_pooling_weighs_distinct_features_to_unit_length(sparse):
+    # each distinct word and bigram once, weighted 1 + log(count), the weights of a row scaled to unit length
+    model = perturbed_model("bow", dropout=0.0)
+    for table in model.sparse_tables():
+        table.sparse = sparse
+    ids = torch.tensor([[5, 6, 5, 6, 5, 7, 0], [9, 9, 9, 0, 0, 0, 0], [3, 0, 0, 0, 0, 0, 0]])
+    lengths = torch.tensor([6, 3, 1])
+    words, bigrams = model.embedding.weight, model.bigram_embedding.weight
+
+    def expected(row: list[int]) -> torch.Tensor:
+        bigram_ids = model.bigram_ids(torch.tensor([row]), torch.ones(1, len(row), dtype=torch.bool))[0]
+        parts = [(words, collections.Counter(row)), (bigrams, collections.Counter(bigram_ids.tolist()))]
+        weighted = [(table[i], 1 + math.log(n)) for table, counts in parts for i, n in counts.items()]
+        norm = math.sqrt(sum(w * w for _, w in weighted))
+        return model.fc(sum(vector * (w / norm) for vector, w in weighted))
+
+    out = model(ids, lengths)
+    for row, length in enumerate(lengths.tolist()):
+        torch.testing.assert_close(out[row], expected(ids[row, :length].tolist()), atol=1e-5, rtol=1e-5)
+    out.pow(2).sum().backward()
+    for table in model.sparse_tables():
+        gradient = table.weight.grad.to_dense()
+        assert not gradient[0].any() and gradient.abs().sum() > 0
 
 
 @pytest.mark.parametrize("name", ALL)
@@ -210,6 +240,8 @@ def test_model_specific_validation():
         create_model("mlp", vocab_size=VOCAB, num_classes=2, mode="max")
     with pytest.raises(ConfigError, match="num_buckets"):
         create_model("bow", vocab_size=VOCAB, num_classes=2, num_buckets=-1)
+    with pytest.raises(ConfigError, match="pooling must be one of sublinear, mean"):
+        create_model("bow", vocab_size=VOCAB, num_classes=2, pooling="max")
     with pytest.raises(ConfigError, match="pooling must be one of mean, cls"):
         small_model("transformer", pooling="max")
     with pytest.raises(ConfigError, match="needs option 'encoder'"):

@@ -3,6 +3,7 @@ import pytest
 from textclf.errors import ConfigError
 from textclf.training.config import (
     SGD_LR,
+    SGD_LR_SUBLINEAR,
     TrainConfig,
     default_lr,
     default_optimizer,
@@ -77,8 +78,25 @@ def test_bow_on_multi_label_data_trains_with_sgd_and_its_own_rate_by_default():
     assert default_optimizer("bow", multi_label=True) == "sgd"
     assert default_optimizer("bow", multi_label=False) == default_optimizer("cnn", multi_label=True) == "adam"
     assert default_optimizer("transformer", multi_label=True) is None  # AdamW, its own schedule
-    assert default_lr("bow", 75, "sgd") == default_lr("cnn", 2, "sgd") == SGD_LR
-    assert default_lr("bow", 75, "adam") == 1e-2
+    assert default_lr("bow", 75, "sgd", "mean") == default_lr("cnn", 2, "sgd") == SGD_LR
+    assert default_lr("bow", 75, "sgd", "sublinear") == SGD_LR_SUBLINEAR < SGD_LR
+    assert default_lr("bow", 75, "adam", "sublinear") == 1e-2
+
+
+def test_bow_on_multi_label_data_is_wider_unless_the_config_says_otherwise():
+    from textclf.training.driver import _model_config
+
+    def built(multi_label, **model):
+        config = TrainConfig(arch="bow", model=model)
+        return _model_config(config, 100, 5, vectors_dim=None, encoder_config=None, multi_label=multi_label)
+
+    assert (built(False)["embedding_dim"], built(False)["num_buckets"]) == (64, 1_000_000)
+    assert (built(True)["embedding_dim"], built(True)["num_buckets"]) == (256, 250_000)
+    assert built(True, embedding_dim=32)["embedding_dim"] == 32
+    assert built(True)["pooling"] == built(False)["pooling"] == "sublinear"
+    # pretrained vectors set the width unless the config names one
+    config = TrainConfig(arch="bow")
+    assert _model_config(config, 100, 5, vectors_dim=50, encoder_config=None, multi_label=True)["embedding_dim"] == 50
 
 
 def test_sgd_runs_its_whole_schedule_unless_patience_is_given():

@@ -67,8 +67,10 @@ def create_model_to_load(name: str, /, **cfg) -> nn.Module:
     ``load_state_dict(state, assign=True)``. A model that builds on the meta device without drawing
     random numbers (``builds_on_meta``) is built there: no initial weights are drawn only to be
     overwritten (about 1 s of every bow bundle load, for its million-row bigram table)."""
-    on_meta = _lookup(name)[1].builds_on_meta
-    with torch.device("meta") if on_meta else contextlib.nullcontext():
+    config_cls, module_cls = _lookup(name)
+    # options a model gained later take the value its older bundles were trained with
+    cfg = {**getattr(config_cls, "LEGACY_OPTIONS", {}), **cfg}
+    with torch.device("meta") if module_cls.builds_on_meta else contextlib.nullcontext():
         return create_model(name, **cfg)
 
 

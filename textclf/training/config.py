@@ -114,6 +114,9 @@ DEFAULT_LR = 1e-3  # the other architectures: Adam's usual rate, fine for 2 to 3
 FINE_TUNE_LR = 5e-5  # AdamW's peak rate for a pretrained encoder (BERT's recipe)
 # SGD's starting rate per text (the loop sums a batch's loss for it), falling linearly to zero: fastText's.
 SGD_LR = 0.5
+# bow's sublinear pooling weighs a text's features to unit length, where the mean's weights sum to 1: its
+# pooled vector is several times longer, and a tenth of the rate suits it (docs/performance.md).
+SGD_LR_SUBLINEAR = 0.05
 DEFAULT_PATIENCE = 3
 
 
@@ -130,9 +133,10 @@ def default_patience(optimizer: str | None) -> int:
     return 0 if optimizer == "sgd" else DEFAULT_PATIENCE
 
 
-def default_lr(arch: str, num_classes: int, optimizer: str | None = "adam") -> float:
+def default_lr(arch: str, num_classes: int, optimizer: str | None = "adam", pooling: str | None = None) -> float:
+    """`pooling`: bow's model option of that name."""
     if optimizer == "sgd":
-        return SGD_LR
+        return SGD_LR_SUBLINEAR if pooling == "sublinear" else SGD_LR
     if arch == "bow":
         return min(BOW_MAX_LR, BOW_LR_PER_CLASS * num_classes)
     return FINE_TUNE_LR if arch in FINE_TUNED else DEFAULT_LR

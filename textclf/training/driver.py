@@ -87,13 +87,6 @@ def train(
             wordpieces=encoder.tokenizer if encoder else None,
             wordpiece_vocab_size=encoder.config["vocab_size"] if encoder else 0,
         )
-        optimizer = config.optimizer or default_optimizer(config.arch, data.multi_label)
-        config = dataclasses.replace(
-            config,
-            optimizer=optimizer,
-            lr=config.lr or default_lr(config.arch, len(data.labels), optimizer),
-            patience=default_patience(optimizer) if config.patience is None else config.patience,
-        )
         import ray
         from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
         from ray.train.v2.api.config import LoggingConfig
@@ -108,6 +101,14 @@ def train(
             len(data.labels),
             vectors_dim=vectors.shape[1] if vectors is not None else None,
             encoder_config=encoder.config if encoder else None,
+            multi_label=data.multi_label,
+        )
+        optimizer = config.optimizer or default_optimizer(config.arch, data.multi_label)
+        config = dataclasses.replace(
+            config,
+            optimizer=optimizer,
+            lr=config.lr or default_lr(config.arch, len(data.labels), optimizer, model_config.get("pooling")),
+            patience=default_patience(optimizer) if config.patience is None else config.patience,
         )
         pretrained = pretrained_encoder_state(encoder.folder) if encoder else vectors
         cluster_cpus = int(ray.cluster_resources().get("CPU", local_cpus))
@@ -239,15 +240,22 @@ def _root_cause(error: BaseException) -> str:
 
 
 def _model_config(
-    config: TrainConfig, vocab_size: int, num_classes: int, vectors_dim: int | None, encoder_config: dict | None
+    config: TrainConfig,
+    vocab_size: int,
+    num_classes: int,
+    vectors_dim: int | None,
+    encoder_config: dict | None,
+    multi_label: bool = False,
 ) -> dict:
     """Build the model once on the driver so a bad hyper-parameter fails here, not on a worker.
-    Pretrained vectors set the embedding size unless the config names one."""
-    from textclf.models import create_model
+    Pretrained vectors set the embedding size unless the config names one; multi-label data takes the
+    model's own defaults for it (`MULTI_LABEL_OPTIONS`) unless the config names them."""
+    from textclf.models import config_class, create_model
 
-    options = dict(config.model)
-    if vectors_dim is not None:
-        options.setdefault("embedding_dim", vectors_dim)
+    defaults = getattr(config_class(config.arch), "MULTI_LABEL_OPTIONS", {}) if multi_label else {}
+    options = {**defaults, **config.model}
+    if vectors_dim is not None and "embedding_dim" not in config.model:
+        options["embedding_dim"] = vectors_dim
     if encoder_config is not None:
         options["encoder"] = encoder_config
     model = create_model(config.arch, vocab_size=vocab_size, num_classes=num_classes, **options)
