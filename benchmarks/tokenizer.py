@@ -61,7 +61,7 @@ def main() -> None:
     parser.add_argument("--work", type=Path, default=WORK, help="cache folder (default runs/bench)")
     args = parser.parse_args()
 
-    from textclf.labeling.labeler import _bundle_encoder, encode_texts
+    from textclf.labeling.labeler import bundle_encoder, encode_texts
     from textclf.text.encoding import cached_tokenizer
     from textclf.text.tokenizer import Tokenizer, _import_spacy
 
@@ -73,7 +73,7 @@ def main() -> None:
 
     def fresh_encoder() -> None:  # labeling's encoder remembers chunks as the tokenizer does: both start cold
         cached_tokenizer.cache_clear()
-        _bundle_encoder.cache_clear()
+        bundle_encoder.cache_clear()
         encode_texts(table_in.slice(0, 1), model_dir)  # builds the tokenizer, loads the vocabulary: untimed
 
     reviews = pq.read_table(prepared_data(args.work) / "train", columns=["text"]).column("text").to_pylist()

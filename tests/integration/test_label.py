@@ -90,6 +90,22 @@ def test_in_process_labels_as_the_ray_pipeline_does(label_bundles, corpus, tmp_p
             assert local_rows[name].to_pylist() == ray_rows[name].to_pylist(), name
 
 
+def test_in_process_labels_the_same_with_one_encoding_process_per_core(label_bundles, corpus, tmp_path, monkeypatch):
+    from textclf.labeling import pipeline
+
+    tables = {}
+    for name, from_rows in (("one", 10**9), ("per-core", 0)):
+        monkeypatch.setattr(pipeline, "PARALLEL_ENCODING_ROWS", from_rows)
+        textclf.label(label_bundles[0], str(corpus), str(tmp_path / name), runner="in-process", probabilities=True)
+        tables[name] = read_labeled(tmp_path / name).sort_by("id")
+    assert tables["one"].num_rows == 900 and tables["per-core"].column_names == tables["one"].column_names
+    for name in ("id", "label", "error"):
+        assert tables["per-core"][name].to_pylist() == tables["one"][name].to_pylist(), name
+    assert tables["per-core"]["confidence"].to_pylist() == pytest.approx(
+        tables["one"]["confidence"].to_pylist(), abs=1e-5, nan_ok=True
+    )
+
+
 def test_a_small_label_command_runs_without_ray(label_bundles, corpus, tmp_path):
     import subprocess
     import sys

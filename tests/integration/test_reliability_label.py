@@ -19,7 +19,7 @@ import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 import pytest
 from click.testing import CliRunner
-from conftest import kill_session, random_texts, read_labeled
+from conftest import kill_session, random_texts, read_labeled, session_members
 
 from textclf.cli import cli
 from textclf.errors import PartialFailure, TextclfError
@@ -89,6 +89,27 @@ def test_kill_9_mid_run_then_rerun_labels_every_row_once(label_bundles, tmp_path
     assert {n: os.stat(out / n).st_mtime_ns for n in committed} == mtimes  # not redone
     assert manifest["rows_this_run"] == 600 and (out / "_SUCCESS").exists()
     assert not [n for n in os.listdir(out) if n.startswith(".tmp-")]
+
+
+@pytest.mark.slow
+def test_kill_9_of_an_in_process_run_takes_its_encoding_processes_down(label_bundles, tmp_path):
+    corpus, out = _corpus(tmp_path / "in"), tmp_path / "out"
+    proc = _label_process(label_bundles[0], corpus, out, "pause_after_commits=2", "--runner", "in-process")
+    try:
+        _wait_for(proc, "paused")
+        encoders = [p for p in session_members(proc.pid) if p != proc.pid]
+        assert encoders  # the encoding process, paused with the run
+        os.kill(proc.pid, signal.SIGKILL)  # the command alone, as an OOM kill would: nothing can shut down
+        proc.wait(timeout=60)
+        deadline = time.monotonic() + 15
+        while [p for p in encoders if p in session_members(proc.pid)] and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert not [p for p in encoders if p in session_members(proc.pid)], "encoding processes outlived the run"
+    finally:
+        kill_session(proc)
+    manifest = label(label_bundles[0], str(corpus), str(out))
+    ids = read_labeled(out)["id"].to_pylist()
+    assert len(ids) == len(set(ids)) == 1200 and manifest["rows_this_run"] == 600
 
 
 @pytest.mark.slow

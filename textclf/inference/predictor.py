@@ -6,6 +6,7 @@ confidence whichever path scores it.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 
 import numpy as np
@@ -43,8 +44,6 @@ class Predictor:
             model.to_int8()
         if precision == "auto" and not model.bf16_pays:
             self.dtype = None
-        # the process's tokenizer: a labeling actor's batches are encoded with it too (encode_texts)
-        self.encoder = text_encoder(self.bundle.tokenizer, self.bundle.vocab, self.bundle.max_tokens)
         if self.device.type == "cpu":
             batch_tokens = batch_tokens or model.cpu_batch_tokens
         self.batching = inference_batching(self.device.type, batch_tokens)
@@ -62,6 +61,12 @@ class Predictor:
     def thresholds(self) -> list[float] | None:
         """A multi-label model's per-label thresholds, tuned on validation; None for single-label."""
         return self.bundle.thresholds
+
+    @functools.cached_property
+    def encoder(self):
+        """The process's tokenizer (a labeling actor's batches are encoded with it too), loaded on first
+        use: labeling in-process encodes in other processes, and this one need not load spaCy."""
+        return text_encoder(self.bundle.tokenizer, self.bundle.vocab, self.bundle.max_tokens)
 
     def encode(self, texts: Sequence[str]) -> list[np.ndarray]:
         lengths, ids = self.encoder.encode_batch(texts)

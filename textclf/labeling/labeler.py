@@ -37,7 +37,7 @@ STATS = ("_real_tokens", "_padded_tokens", "_rows", "_node")
 
 
 @functools.lru_cache(maxsize=2)
-def _bundle_encoder(model_dir: str):
+def bundle_encoder(model_dir: str):
     meta = read_bundle_meta(model_dir, verify_weights=False)  # encoding needs the JSON, not the weights
     tokenizer = read_bundle_tokenizer(model_dir, meta)
     vocab = Vocab(meta["vocab"]) if isinstance(tokenizer, TokenizerConfig) else None
@@ -62,7 +62,7 @@ def encode_texts(batch: pa.Table, model_dir: str, text_column: str = "text") -> 
         batch = check_texts(batch, text_column)
     ok = batch.column("error").is_null()
     texts = batch.column(text_column).filter(ok).to_pylist()
-    text_lengths, ids = _bundle_encoder(model_dir).encode_batch(texts)
+    text_lengths, ids = bundle_encoder(model_dir).encode_batch(texts)
     lengths = np.zeros(batch.num_rows, np.int64)  # rows with an error get no ids
     lengths[ok.to_numpy(zero_copy_only=False)] = text_lengths
     offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int32)

@@ -6,11 +6,13 @@ batches -> the driver hands each input's rows to the output protocol (textclf.la
 commits an input's file once every row of it has arrived and writes the manifest last.
 
 A small input (`--runner auto`) skips Ray: the same reading, labeling and output protocol run in this
-process, one chunk after another, since a local Ray's start-up would take longer than the labeling.
+process, with encoding processes tokenizing ahead of it, since a local Ray's start-up would take longer
+than the labeling.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import queue
@@ -60,6 +62,12 @@ BLOCK_BYTES = 16 * 1024 * 1024
 # seconds a local Ray session adds to a labeling command (start-up, actors, shutdown).
 IN_PROCESS_DOCS_PER_S = {"bow": 8000, "mlp": 8000, "cnn": 800, "bilstm": 100, "transformer": 7}
 LOCAL_RAY_START_S = 10.0
+# Architectures whose model costs less than encoding the text (bow: a fifth of it on 300,000 documents):
+# labeling them in-process, the encoding processes get the cores and torch what is left.
+ENCODING_BOUND_ARCHS = frozenset({"bow"})
+# Rows from which such a model's input is encoded by one process per core: each extra process costs
+# about a core-second to start (spaCy), which 30,000 rows did not pay back on 2 cores and 300,000 did.
+PARALLEL_ENCODING_ROWS = 100_000
 
 
 def label(
@@ -107,7 +115,7 @@ def label(
         try:
             if pending and _runs_in_process(config, meta["arch"], sum(s.source.rows for s in pending), address):
                 stats.runner = "in-process"
-                _run_in_process(model_dir, filesystem, pending, out, config, stats, metadata)
+                _run_in_process(model_dir, meta["arch"], filesystem, pending, out, config, stats, metadata)
             elif pending:
                 stats.runner = "ray"
                 _run_pipeline(model_dir, filesystem, pending, out, config, address, stats, metadata)
@@ -277,6 +285,7 @@ def _run_pipeline(
 
 def _run_in_process(
     model_dir: str,
+    arch: str,
     filesystem,
     pending: list[FileState],
     out: Folder,
@@ -284,29 +293,54 @@ def _run_in_process(
     stats: RunStats,
     metadata: dict[bytes, bytes],
 ) -> None:
-    """The same labeling without Ray: this process reads, encodes and labels each input in turn (torch
-    uses every core for the model). For inputs small enough that Ray's start-up would not pay back."""
+    """The same labeling without Ray, for inputs small enough that Ray's start-up would not pay back:
+    this process reads, runs the model (torch uses the cores left) and writes, while encoding
+    processes (textclf.labeling.encoders) tokenize the chunks ahead of it."""
+    from textclf.labeling.encoders import encoded_in_order, encoding_processes
     from textclf.labeling.labeler import BatchLabeler
 
-    labeler = BatchLabeler(
-        model_dir,
-        keep_columns=["_file", "_row", *config.keep_columns],
-        probabilities=config.probabilities,
-        top_k=config.top_k,
-        threshold=config.threshold,
-        device="cuda" if config.use_gpu else "cpu",
-        batch_tokens=config.batch_tokens,
-        precision=config.precision,
-        text_column="_text",
-    )
-    by_index = {s.index: s for s in pending}
-    progress = Progress("label", sum(s.source.rows for s in pending))
     files = pa.table({"index": [s.index for s in pending], "path": [s.source.path for s in pending]})
-    for chunk in read_files(files, filesystem, config.text_column, config.id_column, list(config.keep_columns)):
-        _deliver(labeler(chunk), by_index, out, config, metadata, stats, progress)
+    chunks = read_files(files, filesystem, config.text_column, config.id_column, list(config.keep_columns))
+    cores = len(os.sched_getaffinity(0))
+    rows = sum(s.source.rows for s in pending)
+    encoding_bound = arch in ENCODING_BOUND_ARCHS and not config.use_gpu
+    processes = cores if encoding_bound and rows >= PARALLEL_ENCODING_ROWS else 1
+    with encoding_processes(model_dir, processes) as pool:
+        encoded = encoded_in_order(pool, chunks, model_dir, processes)  # started before torch loads
+        labeler = BatchLabeler(
+            model_dir,
+            keep_columns=["_file", "_row", *config.keep_columns],
+            probabilities=config.probabilities,
+            top_k=config.top_k,
+            threshold=config.threshold,
+            device="cuda" if config.use_gpu else "cpu",
+            batch_tokens=config.batch_tokens,
+            precision=config.precision,
+        )
+        by_index = {s.index: s for s in pending}
+        progress = Progress("label", rows)
+        with _torch_threads(max(1, cores - processes) if encoding_bound else None):
+            for batch in encoded:
+                _deliver(labeler(batch), by_index, out, config, metadata, stats, progress)
     progress.close()
     stats.labeling_s = time.monotonic() - progress.started
     _check_complete(pending)
+
+
+@contextlib.contextmanager
+def _torch_threads(threads: int | None) -> Iterator[None]:
+    """Torch's threads set to `threads` (None: left alone), and restored after. An encoding-bound model
+    on 2 cores took 0.88x the time on one thread as on two fighting the encoding process for a core;
+    the BiLSTM took 1.6x as long on one."""
+    import torch
+
+    before = torch.get_num_threads()
+    if threads:
+        torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def _deliver(
