@@ -170,10 +170,28 @@ def emit(name: str, title: str, body: str, notes: Sequence[str] = ()) -> None:
     (WORK / f"{name}.md").write_text(text)
 
 
+# Each library that picks its kernels by the CPU's vector extensions, and its switch to stay at AVX2.
+AVX2_CAPS = {
+    "ATEN_CPU_CAPABILITY": "avx2",  # torch's own vectorized kernels (the LSTM's gate arithmetic)
+    "ONEDNN_MAX_CPU_ISA": "AVX2",  # oneDNN: float32 and bf16 LSTM (no bf16 below AVX512-BF16)
+    "MKL_ENABLE_INSTRUCTIONS": "AVX2",  # MKL: float32 matrix products
+    "FBGEMM_ENABLE_INSTRUCTIONS": "AVX2",  # fbgemm: int8 matrix products (no VNNI)
+}
+
+
+def cap_isa_to_avx2() -> None:
+    """Make this process and every command it starts run the kernels an AVX2-only CPU would (no
+    AVX512, VNNI or bf16), for measuring on a newer CPU what such a CPU allows. Call before torch loads."""
+    os.environ.update(AVX2_CAPS)
+
+
 def machine() -> str:
     import torch
 
-    return f"{os.cpu_count()} CPUs ({cpu_flags()}), torch {torch.__version__} ({torch.get_num_threads()} threads)"
+    capped = " capped to AVX2 by " + ", ".join(AVX2_CAPS) if os.environ.get("ONEDNN_MAX_CPU_ISA") == "AVX2" else ""
+    return (
+        f"{os.cpu_count()} CPUs ({cpu_flags()}{capped}), torch {torch.__version__} ({torch.get_num_threads()} threads)"
+    )
 
 
 def cpu_flags() -> str:

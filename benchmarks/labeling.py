@@ -4,6 +4,7 @@ mixed-length corpus with models of the same size.
 
     python benchmarks/labeling.py [--docs 30000] [--archs bilstm,bow,cnn] [--repeats 1]
     python benchmarks/labeling.py --docs 3000 --archs transformer
+    python benchmarks/labeling.py --archs bilstm --precisions int8 --avx2-only
 
 `transformer` is measured against the plain way with the same fine-tuned bundle instead
 (benchmarks/plain_transformer.py: texts in file order, 64-row batches padded to their longest, one process).
@@ -14,7 +15,9 @@ for one epoch. On a CPU with native bf16, textclf's default (`--precision auto`)
 the seed-style loop stays in float32, so textclf also runs with `--precision fp32` there by default;
 `--precisions int8` adds int8 runs. Each precision gets a row; the notes give the share of documents
 whose label it keeps against float32 and its accuracy on the rotten-tomatoes test split beside
-float32's. Raw figures go to runs/bench/labeling.json (benchmarks/tokenizer.py reads them).
+float32's. `--avx2-only` measures what an AVX2-only CPU allows on a newer one: both sides get only the
+kernels such a CPU has (float32 where auto would mean bf16; int8 without VNNI). Raw figures go to
+runs/bench/labeling.json (benchmarks/tokenizer.py reads them).
 """
 
 from __future__ import annotations
@@ -27,7 +30,7 @@ from pathlib import Path
 import pyarrow.dataset as ds
 import seed_style
 from corpus import corpus_dir
-from harness import TEXTCLF, WORK, bundle, emit, median, prepared_data, run_timed, table
+from harness import TEXTCLF, WORK, bundle, cap_isa_to_avx2, emit, median, prepared_data, run_timed, table
 
 SEED_SCRIPT = str(Path(__file__).with_name("seed_style.py"))
 PLAIN_TRANSFORMER = str(Path(__file__).with_name("plain_transformer.py"))
@@ -128,7 +131,15 @@ def main() -> None:
         help="textclf --precision values run besides auto, comma-separated (fp32, bf16, int8); "
         "default: fp32 on a CPU with native bf16, where auto means bf16, else none",
     )
+    parser.add_argument(
+        "--avx2-only",
+        action="store_true",
+        help="both sides run the kernels an AVX2-only CPU would (no AVX512, VNNI, bf16): torch, oneDNN, MKL "
+        "and fbgemm capped by their environment variables",
+    )
     args = parser.parse_args()
+    if args.avx2_only:
+        cap_isa_to_avx2()
 
     from textclf.runtime.precision import native_bf16_cpu
 
