@@ -2,11 +2,12 @@
 
 import sys
 
+import pyarrow as pa
 import pytest
 
 from textclf.errors import DataError
 from textclf.labeling.config import LabelConfig
-from textclf.labeling.pipeline import _runs_in_process
+from textclf.labeling.pipeline import _runs_in_process, joined_up_to
 
 
 @pytest.fixture
@@ -57,3 +58,21 @@ def test_runner_in_process_is_kept_whatever_the_size(no_ray):
 def test_an_unknown_runner_is_refused():
     with pytest.raises(DataError, match="--runner must be one of auto, ray, in-process"):
         LabelConfig(runner="spark")
+
+
+def _chunk(file: int, rows: int, text_type: pa.DataType | None = None) -> pa.Table:
+    texts = pa.array(["x"] * rows, text_type or pa.string())
+    return pa.table({"_file": pa.array([file] * rows, pa.int64()), "_text": texts})
+
+
+def test_in_process_chunks_of_small_files_are_joined_in_order_up_to_the_call_size():
+    chunks = [_chunk(0, 3), _chunk(1, 2), _chunk(2, 4), _chunk(3, 6), _chunk(4, 1)]
+    joined = list(joined_up_to(iter(chunks), 5))
+    assert [t.num_rows for t in joined] == [5, 4 + 6, 1]
+    assert pa.concat_tables(joined)["_file"].to_pylist() == pa.concat_tables(chunks)["_file"].to_pylist()
+
+
+def test_in_process_chunks_of_different_schemas_stay_apart():
+    chunks = [_chunk(0, 2), _chunk(1, 2, pa.large_string()), _chunk(2, 2, pa.large_string())]
+    joined = list(joined_up_to(iter(chunks), 100))
+    assert [(t.num_rows, t.schema.field("_text").type) for t in joined] == [(2, pa.string()), (4, pa.large_string())]

@@ -301,6 +301,7 @@ def _run_in_process(
 
     files = pa.table({"index": [s.index for s in pending], "path": [s.source.path for s in pending]})
     chunks = read_files(files, filesystem, config.text_column, config.id_column, list(config.keep_columns))
+    chunks = joined_up_to(chunks, READ_ROWS)
     cores = len(os.sched_getaffinity(0))
     rows = sum(s.source.rows for s in pending)
     encoding_bound = arch in ENCODING_BOUND_ARCHS and not config.use_gpu
@@ -325,6 +326,23 @@ def _run_in_process(
     progress.close()
     stats.labeling_s = time.monotonic() - progress.started
     _check_complete(pending)
+
+
+def joined_up_to(chunks: Iterator[pa.Table], rows: int) -> Iterator[pa.Table]:
+    """Consecutive chunks joined until they hold `rows` rows (those of different schemas apart), so that
+    many small files are bucketed together as Ray's repartitioning does: 2,000 documents in 6 files were
+    six calls that padded a transformer's word pieces to 0.90 efficiency."""
+    held: list[pa.Table] = []
+    for chunk in chunks:
+        if held and chunk.schema != held[0].schema:
+            yield pa.concat_tables(held)
+            held = []
+        held.append(chunk)
+        if sum(t.num_rows for t in held) >= rows:
+            yield pa.concat_tables(held)
+            held = []
+    if held:
+        yield pa.concat_tables(held)
 
 
 @contextlib.contextmanager
