@@ -49,7 +49,7 @@ def test_train_help_shows_the_configuration_defaults():
 
     text = " ".join(run("train", "--help").output.split())
     assert "Architecture: bilstm, bow, cnn, mlp, transformer. (default bow)" in text
-    assert "(default 20; transformer: 3)" in text.split("--epochs", 1)[1].split(" --", 1)[0]
+    assert "(default 20; transformer: 4)" in text.split("--epochs", 1)[1].split(" --", 1)[0]
     defaults = TrainConfig()
     for flag, value in (
         ("--epochs", defaults.epochs),

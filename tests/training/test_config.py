@@ -106,7 +106,7 @@ def test_sgd_runs_its_whole_schedule_unless_patience_is_given():
 
 def test_fine_tuning_defaults_differ_by_architecture_and_yield_to_given_values():
     tuned, scratch = TrainConfig(arch="transformer"), TrainConfig(arch="bow")
-    assert (tuned.epochs, tuned.max_batch_rows, tuned.weight_decay, tuned.clip_norm) == (3, 16, 0.01, 1.0)
+    assert (tuned.epochs, tuned.max_batch_rows, tuned.weight_decay, tuned.clip_norm) == (4, 16, 0.01, 1.0)
     assert (scratch.epochs, scratch.max_batch_rows, scratch.weight_decay, scratch.clip_norm) == (20, 128, 0.0, 5.0)
     assert TrainConfig(arch="transformer", epochs=5, weight_decay=0.0).epochs == 5
     assert default_lr("transformer", 2) == default_lr("transformer", 39) == 1e-4
